@@ -1,0 +1,126 @@
+"""`python -m assistant SUBCOMMAND`: ask, eval-beir, bench, feedback.
+
+Exit status: 0 ok; 1 a question could not be answered (bad input, batch line errors);
+2 usage error; 3 the index is missing or the store is unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from assistant.logsetup import configure_logging, offline_environment
+
+logger = logging.getLogger("assistant")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m assistant", description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ask = sub.add_parser("ask", help="answer a question (or a JSONL file of questions) from the index")
+    ask.add_argument("question", nargs="?", help="the question")
+    ask.add_argument("--questions", type=Path, help='JSONL file, one {"question": "..."} per line')
+    ask.add_argument("--index", type=Path, help="index folder (default: ASSISTANT_INDEX_DIR or .index/)")
+    ask.add_argument("--json", action="store_true", help="print the answer object as JSON")
+
+    beir = sub.add_parser("eval-beir", help="evaluate retrieval on a BEIR-format dataset")
+    beir.add_argument("dataset", type=Path, help="folder with corpus.jsonl, queries.jsonl, qrels/test.tsv")
+    beir.add_argument("--json", action="store_true", help="print the figures as JSON")
+    beir.add_argument("--k", type=int, default=10, help="cut-off for nDCG and MRR (default 10)")
+    beir.add_argument("--split", default="test", help="qrels split to evaluate (default test)")
+    beir.add_argument("--limit", type=int, help="evaluate only the first N queries (a quick slice)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    offline_environment()
+    configure_logging(args.verbose)
+    from assistant.config import load_settings
+    from assistant.errors import AssistantError, IndexMissingError, StoreUnavailableError
+
+    try:
+        settings = load_settings(os.environ, index_dir=getattr(args, "index", None))
+        if args.command == "ask":
+            return _ask(args, settings)
+        if args.command == "eval-beir":
+            return _eval_beir(args, settings)
+    except (IndexMissingError, StoreUnavailableError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except AssistantError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+def _ask(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
+    from assistant.errors import InputError
+    from assistant.service import Assistant
+
+    if bool(args.question) == bool(args.questions):
+        print("error: give either a QUESTION or --questions FILE.jsonl", file=sys.stderr)
+        return 2
+    if args.questions and not args.questions.is_file():
+        print(f"error: no such file: {args.questions}", file=sys.stderr)
+        return 2
+    assistant = Assistant.from_settings(settings)
+    questions = _read_questions(args.questions) if args.questions else iter([args.question])
+    status = 0
+    for question in questions:
+        try:
+            answer = assistant.ask(question)
+        except InputError as exc:
+            status = 1
+            if args.json:
+                print(json.dumps({"question": question, "error": str(exc)}))
+            else:
+                print(f"error: {exc}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
+        else:
+            print(answer.answer)
+            for c in answer.citations:
+                print(f"  [{c.id}] {c.title} — {c.section or 'overview'} ({c.source})")
+            print(flush=True)
+    return status
+
+
+def _read_questions(path: Path) -> Iterator[object]:
+    """Questions of a JSONL file; a malformed line yields a non-string so it is reported in order."""
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                logger.warning("line %d of %s is not JSON", number, path)
+                yield None
+                continue
+            yield record.get("question") if isinstance(record, dict) else None
+
+
+def _eval_beir(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
+    from assistant.eval import evaluate_beir
+
+    if not (args.dataset / "queries.jsonl").is_file():
+        print(f"error: {args.dataset} is not a BEIR dataset (no queries.jsonl)", file=sys.stderr)
+        return 2
+    figures = evaluate_beir(args.dataset, settings, k=args.k, split=args.split, limit=args.limit)
+    print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Grounded answers: the question gates, the extractive composer, and refusals.
+
+The composer needs no language model. It scores each sentence of the retrieved passages by
+cosine similarity to the question (sentence vectors were pooled at ingest from the same
+encoder pass as their chunk), adds a little for shared keywords and passage rank, keeps the
+best few that say different things, and writes them as a lead sentence plus bullet points,
+each followed by its `[n]` citation marker.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from assistant.citations import Answer, Citation
+from assistant.retrieval import Passage
+
+OUT_OF_SCOPE = (
+    "The guides don't cover this, so I won't guess. I answer questions about becoming and working "
+    "as a medical director: what the role involves, the path through medical school, residency, "
+    "board certification and licensure, the CMD credential in long-term care, moving up to Chief "
+    "Medical Officer, and the first 90 days in the job."
+)
+CLINICAL = (
+    "I can't advise on an individual patient's care, such as doses, diagnoses or treatments. "
+    "Please ask a clinician who knows the patient; in an emergency, call your local emergency "
+    "number. I can help with questions about the medical director role and career path."
+)
+
+# Patient-level clinical requests. The role's own topics (medication *policies*, treatment
+# *protocols* a director approves) must not trip these, so each needs a patient-level cue.
+_DOSING = re.compile(
+    r"\b(dose|doses|dosage|dosing|overdose|milligrams?|\d+\s?(mg|mcg|ml)\b|how (much|many) \w+ (should|can|do) (i|we|you) (give|take))",
+    re.IGNORECASE,
+)
+_PERSON = re.compile(
+    r"\b(my|our|a|this|the) (\d+[- ]year[- ]old|child|son|daughter|kid|baby|toddler|infant|patient|mother|mom|father|dad|wife|husband|partner|friend|grandmother|grandfather)\b",
+    re.IGNORECASE,
+)
+_CLINICAL_TERMS = re.compile(
+    r"\b(medicat\w*|medicine|drug|pill|antibiotic\w*|ibuprofen|acetaminophen|paracetamol|insulin|amoxicillin|"
+    r"symptom\w*|fever|pain|rash|infection|diagnos\w*|treat\w*|prescri\w*|cure|sick|ill|disease|cancer|diabetes|"
+    r"blood pressure|chest|cough|vaccin\w*|side effects?)\b",
+    re.IGNORECASE,
+)
+_SELF_CARE = re.compile(
+    r"\b(should|can|could|may) (i|we|he|she|they) (take|give|stop|start|use|double|mix)\b|"
+    r"\b(diagnose|treat) (me|my|him|her|them|this)\b|\bwhat (medication|drug|antibiotic|treatment) should\b|"
+    r"\bis it safe (for me|to take|to give)\b|\bdo i have\b",
+    re.IGNORECASE,
+)
+_INJECTION = re.compile(
+    r"(ignore|disregard|forget) (all |any |the )?(previous|prior|above|earlier|your) (instructions|rules|prompts?)"
+    r"|you are now\b|system prompt|act as\b|pretend (to be|you)",
+    re.IGNORECASE,
+)
+_MARKDOWN = [
+    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # links -> their text
+    (re.compile(r"[*_`]{1,3}([^*_`]+)[*_`]{1,3}"), r"\1"),  # emphasis and code
+    (re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+"), ""),  # list markers
+    (re.compile(r"^\s*>+\s*"), ""),  # quotes
+]
+_STOP = frozenset(
+    "a an the of to in on for and or is are be do does did what which who how when where why "
+    "i me my we our you your it its that this with as at by from can should would could will".split()
+)
+_TERM = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class ComposerConfig:
+    """How many sentences, and how they are picked."""
+
+    max_sentences: int = 4
+    min_words: int = 6
+    relative_floor: float = 0.72  # keep sentences scoring at least this share of the best
+    redundancy: float = 0.82  # skip a sentence this similar to one already kept
+    keyword_bonus: float = 0.15
+    rank_bonus: float = 0.05
+
+
+def is_clinical_request(question: str) -> bool:
+    """True when the question asks for individual clinical advice (doses, diagnosis, treatment)."""
+    if _DOSING.search(question) and (_PERSON.search(question) or _CLINICAL_TERMS.search(question)):
+        return True
+    if _SELF_CARE.search(question) and _CLINICAL_TERMS.search(question):
+        return True
+    return bool(_PERSON.search(question) and re.search(r"\b(give|take|treat|prescribe|diagnose)\b", question, re.I))
+
+
+def strip_injection(question: str) -> str:
+    """Remove instruction-like phrases so they neither steer retrieval nor the LLM."""
+    return _INJECTION.sub(" ", question).strip(" .,;:!-")
+
+
+COVERAGE_WEIGHT = 0.2  # calibrated with the threshold; see docs/calibration.md
+
+
+def evidence_score(passages: list[Passage], coverage: float) -> float:
+    """How well the passages support answering: best cosine similarity plus keyword coverage."""
+    best = max((p.similarity for p in passages), default=0.0)
+    return best + COVERAGE_WEIGHT * coverage if passages else 0.0
+
+
+def refuse(question: str, text: str, standalone: str = "") -> Answer:
+    """A refusal: no citations, a helpful message."""
+    return Answer(question=question, answer=text, refused=True, standalone_question=standalone)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    passage: int
+    text: str
+    score: float
+    vector: np.ndarray
+
+
+def compose_extractive(
+    question: str,
+    query_vector: np.ndarray,
+    passages: list[Passage],
+    config: ComposerConfig | None = None,
+    standalone: str = "",
+) -> Answer:
+    """Build a cited answer from the best sentences of the passages."""
+    cfg = config or ComposerConfig()
+    terms = _terms(standalone or question)
+    candidates = []
+    for rank, passage in enumerate(passages):
+        chunk = passage.chunk
+        for (begin, end), vector in zip(chunk.spans, chunk.sentence_vectors):
+            text = clean_sentence(chunk.text[begin:end])
+            if not _is_statement(text, cfg.min_words):
+                continue
+            overlap = len(terms & _terms(text)) / len(terms) if terms else 0.0
+            score = float(vector @ query_vector) + cfg.keyword_bonus * overlap + cfg.rank_bonus / (rank + 1)
+            candidates.append(_Candidate(rank, text, score, vector))
+    if not candidates:
+        return refuse(question, OUT_OF_SCOPE, standalone)
+    candidates.sort(key=lambda c: -c.score)
+    best = candidates[0].score
+    chosen: list[_Candidate] = []
+    for cand in candidates:
+        if len(chosen) == cfg.max_sentences or cand.score < best * cfg.relative_floor:
+            break
+        if any(float(cand.vector @ c.vector) > cfg.redundancy or cand.text == c.text for c in chosen):
+            continue
+        chosen.append(cand)
+    numbers: dict[int, int] = {}
+    for cand in chosen:
+        numbers.setdefault(cand.passage, len(numbers) + 1)
+    lines = [f"{_sentence_end(c.text)} [{numbers[c.passage]}]" for c in chosen]
+    text = lines[0] if len(lines) == 1 else lines[0] + "\n\n" + "\n".join(f"- {line}" for line in lines[1:])
+    citations = tuple(
+        Citation(
+            id=number,
+            source=passages[index].chunk.source,
+            title=passages[index].chunk.title,
+            section=passages[index].chunk.section,
+            snippet=_snippet([c.text for c in chosen if c.passage == index]),
+            score=passages[index].similarity,
+        )
+        for index, number in sorted(numbers.items(), key=lambda item: item[1])
+    )
+    return Answer(question=question, answer=text, refused=False, citations=citations, standalone_question=standalone)
+
+
+def _is_statement(text: str, min_words: int) -> bool:
+    """A full sentence worth quoting: long enough, not a heading, not a list fragment."""
+    return (
+        len(text.split()) >= min_words
+        and text[:1].isupper()
+        and text[-1:] not in {":", ";", ","}
+        and not text.startswith("#")
+    )
+
+
+def clean_sentence(text: str) -> str:
+    """A sentence without Markdown decoration, on one line."""
+    text = " ".join(text.split())
+    for pattern, repl in _MARKDOWN:
+        text = pattern.sub(repl, text)
+    return text.strip()
+
+
+def _sentence_end(text: str) -> str:
+    return text if text[-1:] in ".!?" else text + "."
+
+
+def _snippet(sentences: list[str], limit: int = 320) -> str:
+    text = " ".join(sentences)
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _terms(text: str) -> set[str]:
+    return {t[:6] for t in _TERM.findall(text.lower()) if t not in _STOP and len(t) > 2}

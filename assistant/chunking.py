@@ -1,0 +1,130 @@
+"""Chunks: heading-aware splitting of a Document, and sentence splitting (pure functions).
+
+A chunk's text starts with its heading path on one line, so it stands alone in an index and
+in a citation; the body that follows is what the answer composer quotes from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
+
+from assistant.documents import Document
+
+HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3")]
+MIN_PIECE_CHARS = 200  # smaller pieces are merged with a neighbour
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document small enough for the embedding model, with where it came from."""
+
+    id: str
+    source: str
+    title: str
+    section: str  # heading path inside the document, e.g. "Residency > How long it takes"
+    text: str  # heading line, blank line, body
+    body_start: int  # offset of the body in text
+    position: int
+    doc_hash: str
+    chunk_hash: str
+
+    @property
+    def body(self) -> str:
+        """The chunk's text without the heading line."""
+        return self.text[self.body_start :]
+
+
+def chunk_document(doc: Document, chunk_size: int, chunk_overlap: int) -> list[Chunk]:
+    """Split a document by headings, then by size, merging tiny pieces into a neighbour."""
+    sections = MarkdownHeaderTextSplitter(HEADERS, strip_headers=True).split_text(doc.text)
+    pieces: list[tuple[list[str], str]] = []  # (heading parts, body)
+    for section in sections:
+        parts = [str(section.metadata[key]) for _, key in HEADERS if key in section.metadata]
+        if parts and parts[0].strip().lower() == doc.title.strip().lower():
+            parts = parts[1:]
+        body = section.page_content.replace("  \n", "\n\n").strip()
+        if not body:
+            continue
+        heading = _heading_line(doc.title, parts)
+        splitter = RecursiveCharacterTextSplitter(
+            chunk_size=max(200, chunk_size - len(heading) - 2),
+            chunk_overlap=chunk_overlap,
+            separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
+            keep_separator="end",
+        )
+        pieces.extend((parts, piece.strip()) for piece in splitter.split_text(body) if piece.strip())
+    merged = _merge_small(pieces, chunk_size)
+    chunks = []
+    for position, (parts, body) in enumerate(merged):
+        heading = _heading_line(doc.title, parts)
+        text = f"{heading}\n\n{body}"
+        chunks.append(
+            Chunk(
+                id=_digest(f"{doc.source}\x00{doc.content_hash}\x00{position}")[:32],
+                source=doc.source,
+                title=doc.title,
+                section=" > ".join(parts),
+                text=text,
+                body_start=len(heading) + 2,
+                position=position,
+                doc_hash=doc.content_hash,
+                chunk_hash=_digest(text),
+            )
+        )
+    return chunks
+
+
+def _heading_line(title: str, parts: list[str]) -> str:
+    return " > ".join([title, *parts])
+
+
+def _merge_small(pieces: list[tuple[list[str], str]], chunk_size: int) -> list[tuple[list[str], str]]:
+    merged: list[tuple[list[str], str]] = []
+    for parts, body in pieces:
+        if merged and (len(body) < MIN_PIECE_CHARS or len(merged[-1][1]) < MIN_PIECE_CHARS):
+            prev_parts, prev_body = merged[-1]
+            if len(prev_body) + len(body) <= chunk_size:
+                joined = body if parts == prev_parts else f"{parts[-1] if parts else ''}\n\n{body}".strip()
+                merged[-1] = (prev_parts, f"{prev_body}\n\n{joined}")
+                continue
+        merged.append((parts, body))
+    return merged
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# Sentences end at . ! ? followed by space and a capital, digit or quote; list items and
+# paragraphs always end one. Common abbreviations do not end a sentence.
+_ABBREV = re.compile(r"\b(?:e\.g|i\.e|etc|vs|Dr|Mr|Ms|Mrs|St|No|U\.S|approx|incl)\.$", re.IGNORECASE)
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\"'(\[])")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Return (start, end) character spans of the sentences of a text, in order."""
+    spans: list[tuple[int, int]] = []
+    for block in re.finditer(r"[^\n]+", text):
+        start = block.start()
+        line = block.group()
+        cursor = 0
+        for match in _BOUNDARY.finditer(line):
+            if _ABBREV.search(line[: match.start()]):
+                continue
+            _add_span(spans, line, start, cursor, match.start())
+            cursor = match.end()
+        _add_span(spans, line, start, cursor, len(line))
+    return spans
+
+
+def _add_span(spans: list[tuple[int, int]], line: str, offset: int, begin: int, end: int) -> None:
+    piece = line[begin:end]
+    stripped = piece.strip()
+    if not stripped:
+        return
+    lead = len(piece) - len(piece.lstrip())
+    spans.append((offset + begin + lead, offset + begin + lead + len(stripped)))

@@ -1,0 +1,105 @@
+"""Settings: one frozen value built from `ASSISTANT_*` environment variables.
+
+Only entry points call `load_settings`; everything else receives a `Settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import ConfigError
+
+PREFIX = "ASSISTANT_"
+
+
+def _describe(default: Any, description: str) -> Any:
+    return field(default=default, metadata={"description": description})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the assistant, with its default; env var = ASSISTANT_ + NAME upper-cased."""
+
+    index_dir: Path = _describe(Path(".index"), "Where the embedded Chroma index lives.")
+    corpus_dir: Path = _describe(Path("corpus"), "The guides to ingest by default.")
+    data_dir: Path = _describe(Path(".data"), "App state other than the index (feedback, locks).")
+    chroma_host: str = _describe("", "Chroma server host; when set, use it instead of the embedded index.")
+    chroma_port: int = _describe(8000, "Chroma server port (with ASSISTANT_CHROMA_HOST).")
+    embedding_model: str = _describe(
+        "all-MiniLM-L6-v2",
+        "Embedding model: 'all-MiniLM-L6-v2' (the packaged copy) or a local model folder.",
+    )
+    chunk_size: int = _describe(900, "Target chunk length in characters (MiniLM reads 256 tokens).")
+    chunk_overlap: int = _describe(150, "Characters shared by neighbouring chunks of one section.")
+    max_file_mb: float = _describe(20.0, "Documents larger than this are refused at ingest.")
+    top_k: int = _describe(5, "Passages given to the answer composer.")
+    min_evidence: float = _describe(
+        0.45,
+        "Evidence (best similarity + 0.2 x keyword coverage) below which the answer is "
+        "'the guides don't cover this'; calibrated in docs/calibration.md.",
+    )
+    max_question_chars: int = _describe(4000, "Longer questions are refused with a clear message.")
+    llm_base_url: str = _describe("", "OpenAI-compatible chat-completions server; empty: no LLM.")
+    llm_model: str = _describe("", "Model name sent to the LLM server.")
+    llm_api_key: str = _describe("", "API key for the LLM server, if it needs one.")
+    llm_timeout: float = _describe(30.0, "Seconds before an LLM call is abandoned for the extractive answer.")
+    allowed_origins: tuple[str, ...] = _describe(
+        (), "Comma-separated origins that may embed the widget and call /api/ask; empty: same origin."
+    )
+    rate_limit: int = _describe(20, "Questions per client per minute on the public routes.")
+    admin_token: str = _describe("", "Bearer token for the admin routes; empty: admin routes disabled.")
+
+    @property
+    def uses_chroma_server(self) -> bool:
+        """True when a Chroma server is configured instead of the embedded index."""
+        return bool(self.chroma_host)
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with some fields changed (e.g. from command-line flags)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for each setting, for docs and --help."""
+    rows = []
+    for f in fields(Settings):
+        default = f.default
+        shown = ",".join(default) if isinstance(default, tuple) else str(default)
+        rows.append((PREFIX + f.name.upper(), shown, f.metadata["description"]))
+    return rows
+
+
+def _convert(name: str, raw: str, target: Any) -> Any:
+    try:
+        if isinstance(target, bool):
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if isinstance(target, int):
+            return int(raw)
+        if isinstance(target, float):
+            return float(raw)
+        if isinstance(target, Path):
+            return Path(raw)
+        if isinstance(target, tuple):
+            return tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not a valid {type(target).__name__}") from None
+    return raw
+
+
+def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
+    """Build Settings from an environment mapping; keyword overrides (flags) win when not None."""
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = environ.get(PREFIX + f.name.upper())
+        if raw is not None and raw != "":
+            values[f.name] = _convert(f.name, raw, f.default)
+    settings = Settings(**values).replace(**overrides)
+    if settings.chunk_overlap >= settings.chunk_size:
+        raise ConfigError("ASSISTANT_CHUNK_OVERLAP must be smaller than ASSISTANT_CHUNK_SIZE")
+    if settings.rate_limit < 1:
+        raise ConfigError("ASSISTANT_RATE_LIMIT must be at least 1")
+    return settings

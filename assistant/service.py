@@ -1,0 +1,106 @@
+"""The Assistant: the one place that wires settings, store, models, retrieval and answers.
+
+Example::
+
+    settings = load_settings(os.environ)
+    assistant = Assistant.from_settings(settings)
+    answer = assistant.ask("What is the CMD credential?")
+    print(answer.answer, [c.source for c in answer.citations])
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from assistant.answer import (
+    CLINICAL,
+    OUT_OF_SCOPE,
+    compose_extractive,
+    evidence_score,
+    is_clinical_request,
+    refuse,
+    strip_injection,
+)
+from assistant.citations import Answer
+from assistant.config import Settings
+from assistant.errors import InputError
+from assistant.locking import write_lock
+from assistant.models import SentenceEmbeddings, build_embeddings
+from assistant.retrieval import Retriever
+from assistant.store import Store, build_client, collection_suffix
+from assistant.sync import Progress, SyncReport, sync_paths
+
+logger = logging.getLogger(__name__)
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
+
+
+def normalise_question(question: object, max_chars: int) -> str:
+    """The question as text we can process, or InputError saying what is wrong."""
+    if not isinstance(question, str):
+        raise InputError("the question must be text")
+    text = " ".join(_CONTROL.sub(" ", question).split())
+    if not text:
+        raise InputError("the question is empty; type a question about the medical director role")
+    if len(text) > max_chars:
+        raise InputError(f"the question is {len(text)} characters long; please keep it under {max_chars}")
+    return text
+
+
+class Assistant:
+    """Answers onboarding questions from the ingested guides, with citations.
+
+    Example::
+
+        assistant = Assistant.from_settings(load_settings(os.environ))
+        assistant.ingest([Path("corpus")])
+        answer = assistant.ask("How long is residency?")
+    """
+
+    def __init__(self, settings: Settings, store: Store, embedder: SentenceEmbeddings) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self.retriever = Retriever(store, embedder)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, create: bool = False) -> Assistant:
+        """Open the index named by the settings (IndexMissingError if absent and not create)."""
+        client = build_client(settings, create=create)
+        return cls(settings, Store(client, collection_suffix(settings)), build_embeddings(settings))
+
+    def chunk_count(self) -> int:
+        """How many chunks the index holds."""
+        return self.store.count()
+
+    def ingest(self, paths: Sequence[Path], progress: Progress | None = None) -> SyncReport:
+        """Sync files and folders into the index, then refresh retrieval."""
+        if self.settings.uses_chroma_server:
+            report = sync_paths(paths, self.store, self.embedder, self.settings, progress)
+        else:
+            with write_lock(Path(self.settings.index_dir), wait_seconds=0.0):
+                report = sync_paths(paths, self.store, self.embedder, self.settings, progress)
+        self.retriever.refresh()
+        return report
+
+    def ask(self, question: object) -> Answer:
+        """Answer a question: gate, retrieve, compose, cite; refusals are answers too."""
+        text = normalise_question(question, self.settings.max_question_chars)
+        if is_clinical_request(text):
+            logger.info("refused (clinical): %.80s", text)
+            return refuse(text, CLINICAL)
+        query = strip_injection(text)
+        if not query:
+            return refuse(text, OUT_OF_SCOPE)
+        passages = self.retriever.retrieve(query, self.settings.top_k)
+        evidence = evidence_score(passages, self.retriever.coverage(query, passages))
+        if evidence < self.settings.min_evidence:
+            logger.info("refused (weak evidence %.3f): %.80s", evidence, text)
+            return refuse(text, OUT_OF_SCOPE, query)
+        query_vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
+        return compose_extractive(text, query_vector, passages, standalone=query)

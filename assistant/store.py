@@ -1,0 +1,310 @@
+"""The Chroma index: chunks with our own vectors, plus a manifest of ingested documents.
+
+This is the only module that imports chromadb. Two collections per (model, chunking):
+`chunks-*` holds chunk vectors, texts and metadata; `docs-*` holds one record per document
+(its hash, its chunk ids and its full text for the source viewer), and a generation counter
+that every write bumps so other processes know to refresh. Collections are created with
+`embedding_function=None` and we always pass vectors, so Chroma never loads a model.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.chunking import Chunk
+from assistant.config import Settings
+from assistant.errors import IndexMissingError, StoreUnavailableError
+from assistant.models import ChunkVectors
+
+logger = logging.getLogger(__name__)
+
+HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 400, "max_neighbors": 32}
+GENERATION_ID = "__generation__"
+BATCH = 1000  # records per Chroma call: large enough to be fast, small enough for the server's limit
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk as read back from the index, with its sentence spans and vectors."""
+
+    id: str
+    source: str
+    title: str
+    section: str
+    text: str
+    body_start: int
+    position: int
+    doc_hash: str
+    spans: tuple[tuple[int, int], ...]
+    sentence_vectors: np.ndarray
+
+    @property
+    def body(self) -> str:
+        """The chunk's text without the heading line."""
+        return self.text[self.body_start :]
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """What the index knows of one ingested document."""
+
+    source: str
+    title: str
+    doc_hash: str
+    root: str
+    chunk_ids: tuple[str, ...]
+
+
+def build_client(settings: Settings, create: bool = True) -> Any:
+    """A chromadb client: HttpClient for a configured server, else a PersistentClient."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.uses_chroma_server:
+        try:
+            return chromadb.HttpClient(
+                host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
+            )
+        except Exception as exc:
+            raise StoreUnavailableError(
+                f"cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port}: {exc}"
+            ) from exc
+    index_dir = Path(settings.index_dir)
+    if not create and not (index_dir / "chroma.sqlite3").exists():
+        raise IndexMissingError(f"no index at {index_dir}/; run `python ingest.py` first")
+    index_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(index_dir), settings=chroma_settings)
+
+
+def collection_suffix(settings: Settings) -> str:
+    """The part of collection names that keeps models and chunkings apart."""
+    model = Path(settings.embedding_model).name.lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", model).strip("-")[:40] or "model"
+    return f"{slug}-c{settings.chunk_size}o{settings.chunk_overlap}"
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Turn a lost connection to a Chroma server into StoreUnavailableError."""
+    try:
+        yield
+    except (ValueError, ConnectionError, OSError) as exc:
+        text = str(exc)
+        if "connect" in text.lower() or isinstance(exc, (ConnectionError, OSError)):
+            raise StoreUnavailableError(f"the vector store is unavailable: {text}") from exc
+        raise
+    except Exception as exc:
+        if type(exc).__module__.startswith(("httpx", "httpcore")):
+            raise StoreUnavailableError(f"the vector store is unavailable: {exc}") from exc
+        raise
+
+
+class Store:
+    """Chunks and the document manifest in Chroma.
+
+    Example::
+
+        store = Store(build_client(settings), collection_suffix(settings))
+        store.add_chunks(chunks, vectors)
+        hits = store.search(query_vector, k=20)
+    """
+
+    def __init__(self, client: Any, suffix: str) -> None:
+        self.client = client
+        self.suffix = suffix
+        with _translated():
+            self.chunks = client.get_or_create_collection(
+                f"chunks-{suffix}", embedding_function=None, configuration={"hnsw": HNSW}
+            )
+            self.docs = client.get_or_create_collection(f"docs-{suffix}", embedding_function=None)
+
+    # --- chunks -------------------------------------------------------------------------
+
+    def count(self) -> int:
+        """Number of chunks in the index."""
+        with _translated():
+            return int(self.chunks.count())
+
+    def add_chunks(self, chunks: Sequence[Chunk], vectors: Sequence[ChunkVectors]) -> None:
+        """Write chunks with their vectors; writing the same ids again replaces them."""
+        for start in range(0, len(chunks), BATCH):
+            part = list(zip(chunks[start : start + BATCH], vectors[start : start + BATCH], strict=True))
+            with _translated():
+                self.chunks.upsert(
+                    ids=[c.id for c, _ in part],
+                    embeddings=[v.vector.tolist() for _, v in part],
+                    documents=[c.text for c, _ in part],
+                    metadatas=[_chunk_metadata(c, v) for c, v in part],
+                )
+
+    def delete_chunks(self, ids: Sequence[str]) -> None:
+        """Delete chunks by id (never by a scan)."""
+        for start in range(0, len(ids), BATCH):
+            with _translated():
+                self.chunks.delete(ids=list(ids[start : start + BATCH]))
+
+    def search(self, vector: Sequence[float], k: int) -> list[tuple[StoredChunk, float]]:
+        """The k nearest chunks with their cosine similarity, best first."""
+        with _translated():
+            total = self.chunks.count()
+            if total == 0:
+                return []
+            result = self.chunks.query(
+                query_embeddings=[[float(x) for x in vector]],
+                n_results=min(k, total),
+                include=["documents", "metadatas", "distances"],
+            )
+        rows = zip(result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0])
+        return [(_stored(i, d, m), 1.0 - float(dist)) for i, d, m, dist in rows]
+
+    def get_chunks(self, ids: Sequence[str]) -> list[StoredChunk]:
+        """Chunks by id, in the order asked; unknown ids are left out."""
+        if not ids:
+            return []
+        with _translated():
+            result = self.chunks.get(ids=list(ids), include=["documents", "metadatas"])
+        found = {i: _stored(i, d, m) for i, d, m in zip(result["ids"], result["documents"], result["metadatas"])}
+        return [found[i] for i in ids if i in found]
+
+    def get_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Chunk vectors by id."""
+        if not ids:
+            return {}
+        with _translated():
+            result = self.chunks.get(ids=list(ids), include=["embeddings"])
+        return {i: np.asarray(e, dtype=np.float32) for i, e in zip(result["ids"], result["embeddings"])}
+
+    def find_by_chunk_hash(self, hashes: Sequence[str]) -> dict[str, tuple[StoredChunk, np.ndarray]]:
+        """Existing chunks with these text hashes, so a renamed file reuses its embeddings."""
+        found: dict[str, tuple[StoredChunk, np.ndarray]] = {}
+        for start in range(0, len(hashes), 100):
+            with _translated():
+                result = self.chunks.get(
+                    where={"chunk_hash": {"$in": list(hashes[start : start + 100])}},
+                    include=["documents", "metadatas", "embeddings"],
+                )
+            for i, d, m, e in zip(result["ids"], result["documents"], result["metadatas"], result["embeddings"]):
+                found[str(m["chunk_hash"])] = (_stored(i, d, m), np.asarray(e, dtype=np.float32))
+        return found
+
+    def all_texts(self) -> tuple[list[str], list[str]]:
+        """(ids, texts) of every chunk, for building the keyword index."""
+        ids: list[str] = []
+        texts: list[str] = []
+        total = self.count()
+        for offset in range(0, total, 5000):
+            with _translated():
+                result = self.chunks.get(include=["documents"], limit=5000, offset=offset)
+            ids.extend(result["ids"])
+            texts.extend(result["documents"])
+        return ids, texts
+
+    # --- documents ----------------------------------------------------------------------
+
+    def documents(self) -> dict[str, DocumentRecord]:
+        """Every ingested document by source."""
+        records: dict[str, DocumentRecord] = {}
+        with _translated():
+            total = self.docs.count()
+            for offset in range(0, total, 5000):
+                result = self.docs.get(include=["metadatas"], limit=5000, offset=offset)
+                for i, m in zip(result["ids"], result["metadatas"]):
+                    if i != GENERATION_ID:
+                        records[i] = _record(m)
+        return records
+
+    def put_document(self, record: DocumentRecord, text: str) -> None:
+        """Record (or replace) a document in the manifest; this is the switch to its new chunks."""
+        meta = {
+            "source": record.source,
+            "title": record.title,
+            "doc_hash": record.doc_hash,
+            "root": record.root,
+            "chunk_ids": json.dumps(list(record.chunk_ids)),
+        }
+        with _translated():
+            self.docs.upsert(ids=[record.source], embeddings=[[0.0]], documents=[text], metadatas=[meta])
+
+    def delete_document(self, source: str) -> None:
+        """Remove a document from the manifest (its chunks are deleted separately)."""
+        with _translated():
+            self.docs.delete(ids=[source])
+
+    def document_text(self, source: str) -> tuple[DocumentRecord, str] | None:
+        """A document's record and full text, or None if it was never ingested."""
+        if source == GENERATION_ID:
+            return None
+        with _translated():
+            result = self.docs.get(ids=[source], include=["metadatas", "documents"])
+        if not result["ids"]:
+            return None
+        return _record(result["metadatas"][0]), str(result["documents"][0])
+
+    def generation(self) -> int:
+        """A counter bumped by every completed write, for cheap change detection."""
+        with _translated():
+            result = self.docs.get(ids=[GENERATION_ID], include=["metadatas"])
+        return int(result["metadatas"][0]["value"]) if result["ids"] else 0
+
+    def bump_generation(self) -> int:
+        """Mark the index as changed; readers refresh their keyword index when they see it."""
+        value = self.generation() + 1
+        with _translated():
+            self.docs.upsert(
+                ids=[GENERATION_ID], embeddings=[[0.0]], documents=[""], metadatas=[{"value": value}]
+            )
+        return value
+
+
+def _chunk_metadata(chunk: Chunk, vectors: ChunkVectors) -> dict[str, Any]:
+    return {
+        "source": chunk.source,
+        "title": chunk.title,
+        "section": chunk.section,
+        "position": chunk.position,
+        "body_start": chunk.body_start,
+        "doc_hash": chunk.doc_hash,
+        "chunk_hash": chunk.chunk_hash,
+        "spans": json.dumps(vectors.spans),
+        "sentvecs": base64.b64encode(vectors.sentence_vectors.astype(np.float16).tobytes()).decode("ascii"),
+    }
+
+
+def _stored(chunk_id: str, text: str | None, meta: Any) -> StoredChunk:
+    spans = tuple((int(a), int(b)) for a, b in json.loads(str(meta.get("spans", "[]"))))
+    raw = base64.b64decode(str(meta.get("sentvecs", "")))
+    matrix = np.frombuffer(raw, dtype=np.float16).astype(np.float32)
+    matrix = matrix.reshape(len(spans), -1) if spans else np.zeros((0, 1), np.float32)
+    return StoredChunk(
+        id=chunk_id,
+        source=str(meta["source"]),
+        title=str(meta.get("title", "")),
+        section=str(meta.get("section", "")),
+        text=text or "",
+        body_start=int(meta.get("body_start", 0)),
+        position=int(meta.get("position", 0)),
+        doc_hash=str(meta.get("doc_hash", "")),
+        spans=spans,
+        sentence_vectors=matrix,
+    )
+
+
+def _record(meta: Any) -> DocumentRecord:
+    return DocumentRecord(
+        source=str(meta["source"]),
+        title=str(meta.get("title", "")),
+        doc_hash=str(meta.get("doc_hash", "")),
+        root=str(meta.get("root", "")),
+        chunk_ids=tuple(json.loads(str(meta.get("chunk_ids", "[]")))),
+    )

@@ -63,8 +63,52 @@ _MARKDOWN = [
     (re.compile(r"^\s*>+\s*"), ""),  # quotes
 ]
 _STOP = frozenset(
-    "a an the of to in on for and or is are be do does did what which who how when where why "
-    "i me my we our you your it its that this with as at by from can should would could will".split()
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "and",
+        "or",
+        "is",
+        "are",
+        "be",
+        "do",
+        "does",
+        "did",
+        "what",
+        "which",
+        "who",
+        "how",
+        "when",
+        "where",
+        "why",
+        "i",
+        "me",
+        "my",
+        "we",
+        "our",
+        "you",
+        "your",
+        "it",
+        "its",
+        "that",
+        "this",
+        "with",
+        "as",
+        "at",
+        "by",
+        "from",
+        "can",
+        "should",
+        "would",
+        "could",
+        "will",
+    ]
 )
 _TERM = re.compile(r"[a-z0-9]+")
 

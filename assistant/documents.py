@@ -113,7 +113,12 @@ def _text_headings(raw: str) -> str:
     for index, block in enumerate(blocks):
         line = block.strip()
         words = line.split()
-        if "\n" not in line and 0 < len(words) <= 14 and line[-1] not in ".,;:!" and not line.startswith(("-", "•", "*")):
+        if (
+            "\n" not in line
+            and 0 < len(words) <= 14
+            and line[-1] not in ".,;:!"
+            and not line.startswith(("-", "•", "*"))
+        ):
             line = ("# " if index == 0 else "## ") + line
         out.append(line)
     return "\n\n".join(out)

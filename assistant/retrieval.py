@@ -19,7 +19,7 @@ import numpy as np
 import Stemmer
 
 from assistant.models import SentenceEmbeddings
-from assistant.store import StoredChunk, Store
+from assistant.store import Store, StoredChunk
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +65,7 @@ class KeywordIndex:
             self._bm25.index(tokens, show_progress=False)
 
     def _tokens(self, texts: list[str]) -> list[list[str]]:
-        tokens = bm25s.tokenize(
-            texts, stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False
-        )
+        tokens = bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False)
         return [list(t) for t in tokens]
 
     def coverage(self, question: str, texts: Sequence[str]) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +28,12 @@ from assistant.answer import (
 )
 from assistant.citations import Answer
 from assistant.config import Settings
+from assistant.conversation import Turn, standalone_question
 from assistant.errors import InputError
 from assistant.locking import write_lock
 from assistant.models import SentenceEmbeddings, build_embeddings
 from assistant.retrieval import Retriever
-from assistant.store import Store, build_client, collection_suffix
+from assistant.store import DocumentRecord, Store, build_client, collection_suffix
 from assistant.sync import Progress, SyncReport, sync_paths
 
 logger = logging.getLogger(__name__)
@@ -88,13 +89,31 @@ class Assistant:
         self.retriever.refresh()
         return report
 
-    def ask(self, question: object) -> Answer:
+    def document(self, source: str) -> tuple[DocumentRecord, str] | None:
+        """An ingested document's record and full text (None when there is no such source)."""
+        return self.store.document_text(source)
+
+    def ask(self, question: object, history: Sequence[Turn] = ()) -> Answer:
         """Answer a question: gate, retrieve, compose, cite; refusals are answers too."""
+        answer: Answer | None = None
+        for event in self.stream(question, history):
+            if isinstance(event, Answer):
+                answer = event
+        assert answer is not None
+        return answer
+
+    def stream(self, question: object, history: Sequence[Turn] = ()) -> Iterator[str | Answer]:
+        """Yield pieces of the answer text as they are ready, then the final Answer."""
+        answer = self._answer(question, history)
+        yield from re.split(r"(?<=\n)", answer.answer)
+        yield answer
+
+    def _answer(self, question: object, history: Sequence[Turn]) -> Answer:
         text = normalise_question(question, self.settings.max_question_chars)
         if is_clinical_request(text):
             logger.info("refused (clinical): %.80s", text)
             return refuse(text, CLINICAL)
-        query = strip_injection(text)
+        query = strip_injection(standalone_question(text, history))
         if not query:
             return refuse(text, OUT_OF_SCOPE)
         passages = self.retriever.retrieve(query, self.settings.top_k)

@@ -73,9 +73,7 @@ def build_client(settings: Settings, create: bool = True) -> Any:
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     if settings.uses_chroma_server:
         try:
-            return chromadb.HttpClient(
-                host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
-            )
+            return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
         except Exception as exc:
             raise StoreUnavailableError(
                 f"cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port}: {exc}"
@@ -154,7 +152,7 @@ class Store:
             with _translated():
                 self.chunks.delete(ids=list(ids[start : start + BATCH]))
 
-    def search(self, vector: Sequence[float], k: int) -> list[tuple[StoredChunk, float]]:
+    def search(self, vector: Sequence[float] | np.ndarray, k: int) -> list[tuple[StoredChunk, float]]:
         """The k nearest chunks with their cosine similarity, best first."""
         with _translated():
             total = self.chunks.count()
@@ -261,9 +259,7 @@ class Store:
         """Mark the index as changed; readers refresh their keyword index when they see it."""
         value = self.generation() + 1
         with _translated():
-            self.docs.upsert(
-                ids=[GENERATION_ID], embeddings=[[0.0]], documents=[""], metadatas=[{"value": value}]
-            )
+            self.docs.upsert(ids=[GENERATION_ID], embeddings=[[0.0]], documents=[""], metadatas=[{"value": value}])
         return value
 
 

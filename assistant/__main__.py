@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     beir.add_argument("--k", type=int, default=10, help="cut-off for nDCG and MRR (default 10)")
     beir.add_argument("--split", default="test", help="qrels split to evaluate (default test)")
     beir.add_argument("--limit", type=int, help="evaluate only the first N queries (a quick slice)")
+
+    feedback = sub.add_parser("feedback", help="likes and dislikes given in the chat")
+    feedback.add_argument("action", choices=["export"], help="export: print every rating")
+    feedback.add_argument("--csv", action="store_true", help="as CSV (the default and only format for now)")
     return parser
 
 
@@ -53,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ask(args, settings)
         if args.command == "eval-beir":
             return _eval_beir(args, settings)
+        if args.command == "feedback":
+            return _feedback(settings)
     except (IndexMissingError, StoreUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
@@ -119,6 +125,14 @@ def _eval_beir(args: argparse.Namespace, settings) -> int:  # type: ignore[no-un
         return 2
     figures = evaluate_beir(args.dataset, settings, k=args.k, split=args.split, limit=args.limit)
     print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
+    return 0
+
+
+def _feedback(settings) -> int:  # type: ignore[no-untyped-def]
+    from assistant.feedback import FeedbackStore
+
+    count = FeedbackStore(settings.data_dir).export_csv(sys.stdout)
+    logger.info("exported %d ratings from %s", count, settings.data_dir)
     return 0
 
 

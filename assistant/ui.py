@@ -1,0 +1,246 @@
+"""The chat UI: Gradio Blocks with thin handlers that call the Assistant.
+
+The Assistant does the work; rendering.py turns its answers into safe HTML. The chatbot
+shows that HTML as is (render_markdown off) after Gradio's own sanitizer, so text from
+guides and users is escaped twice over. Every Gradio import of the project lives here.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+import gradio as gr
+from fastapi import FastAPI
+
+from assistant.citations import Answer
+from assistant.conversation import Turn
+from assistant.errors import AssistantError, InputError
+from assistant.feedback import Feedback, FeedbackStore
+from assistant.rendering import answer_html, partial_answer_html, user_html
+from assistant.service import Assistant, normalise_question
+
+logger = logging.getLogger(__name__)
+
+TITLE = "Medical Director Onboarding Assistant"
+EXAMPLES = (
+    "What does a medical director do?",
+    "How long is residency?",
+    "What is the CMD credential?",
+    "What should I focus on in my first 90 days?",
+)
+NOTICE = (
+    "General career and onboarding information from curated guides, with sources. "
+    "It gives <strong>no clinical or medical advice</strong>: for a patient's care, ask a clinician."
+)
+HEADER = f"""<div id="intro"><h1>{TITLE}</h1>
+<p>Ask about becoming and working as a medical director: training, credentials, responsibilities,
+the first months in the role. Each answer cites the guides it comes from.</p>
+<p id="no-advice" role="note">{NOTICE}</p></div>"""
+CSS = """
+#intro h1 { font-size: 1.5rem; margin: 0 0 .25rem; }
+#intro p { margin: .25rem 0; }
+#no-advice { border-left: 4px solid #d97706; background: #fffbeb; color: #78350f; padding: .4rem .75rem; }
+#chat .answer, #chat .question { white-space: normal; }
+#chat .answer > :first-child { margin-top: 0; }
+#chat .answer a.cite { font-size: .75em; vertical-align: super; text-decoration: none; padding: 0 .1em; }
+#chat .answer sup.marker { font-size: .75em; color: #6b7280; }
+#chat .answer details.sources { margin-top: .6rem; border-top: 1px solid #e5e7eb; padding-top: .4rem; }
+#chat .answer details.sources summary { cursor: pointer; font-weight: 600; }
+#chat .answer .source-list { list-style: none; padding-left: 0; margin: .4rem 0 0; }
+#chat .answer .source-list li { margin: 0 0 .6rem; }
+#chat .answer .section, #chat .answer .score, #chat .answer .rewritten { color: #6b7280; font-size: .9em; }
+#chat .answer blockquote.snippet { margin: .2rem 0 0; padding-left: .6rem; border-left: 3px solid #d1d5db;
+  font-size: .9em; }
+#chat .answer .notice { font-style: italic; color: #6b7280; }
+#chat .answer.refused > p:first-child { color: #374151; }
+"""
+
+
+def new_state() -> dict[str, Any]:
+    """A fresh conversation: plain-text turns for the Assistant, answers by chatbot message index."""
+    return {"turns": [], "answers": {}, "messages": []}
+
+
+def respond(
+    question: str,
+    state: dict[str, Any],
+    ready: Future[Assistant],
+    allow: Callable[[str], bool],
+    client: str = "local",
+) -> Iterator[tuple[Any, list[dict[str, str]], dict[str, Any]]]:
+    """Stream an answer into the chat: yields (question box, chatbot messages, state) updates."""
+    assistant = _ready(ready)
+    if assistant is None:
+        yield gr.skip(), state["messages"], state
+        return
+    try:
+        text = normalise_question(question, assistant.settings.max_question_chars)
+    except InputError as exc:
+        gr.Warning(html.escape(str(exc)), title="Please check your question")
+        yield gr.skip(), state["messages"], state
+        return
+    if not allow(client):
+        gr.Warning("Too many questions in a minute; please wait a moment and ask again.", title="Slow down")
+        yield gr.skip(), state["messages"], state
+        return
+    history = [Turn(t["role"], t["content"]) for t in state["turns"]]
+    messages = [*state["messages"], {"role": "user", "content": user_html(text)}]
+    messages.append({"role": "assistant", "content": partial_answer_html("…")})
+    state = {**state, "messages": messages}
+    yield "", messages, state
+    streamed = ""
+    try:
+        for event in assistant.stream(text, history):
+            if isinstance(event, Answer):
+                messages[-1] = {"role": "assistant", "content": answer_html(event)}
+                state["turns"] = [
+                    *state["turns"],
+                    {"role": "user", "content": text},
+                    {"role": "assistant", "content": event.answer},
+                ]
+                state["answers"] = {**state["answers"], len(messages) - 1: event.to_json()}
+            else:
+                streamed += event
+                messages[-1] = {"role": "assistant", "content": partial_answer_html(streamed)}
+            yield "", messages, state
+    except AssistantError as exc:
+        logger.warning("chat answer failed: %s", exc)
+        raise gr.Error(html.escape(str(exc))) from exc
+
+
+def record_feedback(state: dict[str, Any], data: gr.LikeData, feedback: FeedbackStore) -> None:
+    """Store a like or dislike with the question, answer and citations it was about."""
+    index = data.index if isinstance(data.index, int) else data.index[0]
+    answer = state["answers"].get(index)
+    if answer is None:
+        return
+    liked = data.liked
+    rating = "like" if liked is True or str(liked).lower() == "like" else "dislike"
+    feedback.record(Feedback.from_answer(rating, answer))
+    gr.Info("Thanks, your feedback was saved.", duration=3)
+
+
+def api_ask(
+    question: str,
+    history: list[dict[str, str]],
+    ready: Future[Assistant],
+    allow: Callable[[str], bool],
+    client: str = "local",
+) -> dict[str, Any]:
+    """The answer object of /api/ask, for gradio_client callers."""
+    assistant = _ready(ready)
+    if assistant is None:
+        raise gr.Error("the assistant is still starting; try again in a few seconds")
+    if not allow(client):
+        raise gr.Error("too many questions in a minute; please wait a moment and ask again")
+    turns = [Turn(str(t.get("role", "")), str(t.get("content", ""))) for t in history or [] if isinstance(t, dict)]
+    try:
+        return assistant.ask(question, turns).to_json()
+    except AssistantError as exc:
+        raise gr.Error(html.escape(str(exc))) from exc
+
+
+def _ready(ready: Future[Assistant]) -> Assistant | None:
+    if ready.done() and ready.exception() is None:
+        return ready.result()
+    gr.Warning("The assistant is still starting (loading the guides); please try again in a few seconds.")
+    return None
+
+
+def _client(request: gr.Request | None) -> str:
+    client = getattr(request, "client", None)
+    return str(getattr(client, "host", "unknown"))
+
+
+def build_blocks(ready: Future[Assistant], feedback: FeedbackStore, allow: Callable[[str], bool]) -> gr.Blocks:
+    """The chat page: intro and notice, chatbot with examples and feedback, question box, clear button."""
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as blocks:
+        state = gr.State(new_state())
+        gr.HTML(HEADER)
+        chatbot = gr.Chatbot(
+            elem_id="chat",
+            label="Conversation",
+            show_label=False,
+            render_markdown=False,
+            sanitize_html=True,
+            height="62vh",
+            layout="bubble",
+            buttons=["copy"],
+            feedback_options=("Like", "Dislike"),
+            examples=[{"text": q} for q in EXAMPLES],
+            placeholder="Ask a question, or pick an example.",
+        )
+        with gr.Row(equal_height=True):
+            box = gr.Textbox(
+                elem_id="question",
+                show_label=False,
+                placeholder="Ask about the medical director role…",
+                lines=1,
+                max_lines=6,
+                scale=8,
+                autofocus=True,
+            )
+            ask = gr.Button("Ask", variant="primary", elem_id="ask", scale=1, min_width=80)
+            clear = gr.Button("Clear chat", elem_id="clear", scale=1, min_width=100)
+
+        def answer(question: str, state: dict[str, Any], request: gr.Request) -> Iterator[Any]:
+            yield from respond(question, state, ready, allow, _client(request))
+
+        def pick_example(data: gr.SelectData) -> str:
+            value = data.value
+            return str(value.get("text", "")) if isinstance(value, dict) else str(value)
+
+        def like(state: dict[str, Any], data: gr.LikeData) -> None:
+            record_feedback(state, data, feedback)
+
+        outputs = [box, chatbot, state]
+        gr.on(
+            [box.submit, ask.click],
+            answer,
+            [box, state],
+            outputs,
+            api_visibility="private",
+            show_progress="hidden",
+        )
+        chatbot.example_select(pick_example, None, box, api_visibility="private").then(
+            answer, [box, state], outputs, api_visibility="private", show_progress="hidden"
+        )
+        chatbot.like(like, [state], None, api_visibility="private")
+        clear.click(lambda: ("", [], new_state()), None, outputs, api_visibility="private")
+        chatbot.clear(new_state, None, state, api_visibility="private")
+
+        def ask_api(
+            question: str, history: list[dict[str, str]] | None = None, request: gr.Request | None = None
+        ) -> dict[str, Any]:
+            """Answer a question (with an optional [{"role", "content"}] history): the /api/ask object."""
+            return api_ask(question, history or [], ready, allow, _client(request))
+
+        gr.api(ask_api, api_name="ask")
+    blocks.queue(default_concurrency_limit=4)
+    return blocks
+
+
+def mount(app: FastAPI, blocks: gr.Blocks) -> FastAPI:
+    """Mount the chat at `/` with system fonts only, so the page needs nothing from outside."""
+    theme = gr.themes.Default(
+        primary_hue="teal",
+        font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"],
+        font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
+    )
+    return gr.mount_gradio_app(
+        app,
+        blocks,
+        path="/",
+        theme=theme,
+        css=CSS,
+        footer_links=["api"],
+        run_history=False,
+        ssr_mode=False,
+        mcp_server=False,
+        enable_monitoring=False,
+        pwa=False,
+    )

@@ -1,0 +1,113 @@
+"""Start `python app.py` as a real server process on a free port, for the HTTP, UI and browser tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class AppServer:
+    """A running app.py: its base URL, data folder, log file and start-up time."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    log: Path
+    seconds_to_ready: float
+
+    def stop(self) -> None:
+        """Terminate the process (SIGTERM, then SIGKILL after 10 s)."""
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def log_text(self) -> str:
+        """What the server printed so far."""
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def start_app(
+    index: Path, workdir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (), timeout: float = 180.0
+) -> AppServer:
+    """Run app.py against an index and wait until /healthz is 200 (or fail with the server's log)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    data_dir = workdir / "data"
+    log = workdir / f"app-{port}.log"
+    environ = {
+        **os.environ,
+        "ASSISTANT_DATA_DIR": str(data_dir),
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        **(env or {}),
+    }
+    command = [PYTHON, str(ROOT / "app.py"), "--port", str(port), "--index", str(index), *args]
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    while time.perf_counter() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"app.py exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return AppServer(url, process, data_dir, log, time.perf_counter() - started)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"app.py not ready in {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+def request(
+    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers with lower-case names, body) of one HTTP request; 4xx/5xx are returned, not raised."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+
+
+def post_json(url: str, payload: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    """POST a JSON body; returns (status, headers, decoded JSON body)."""
+    status, response_headers, body = request(
+        url, "POST", json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})}
+    )
+    return status, response_headers, json.loads(body)

@@ -1,0 +1,178 @@
+"""The HTTP API through a real `python app.py` process: /healthz, /api/ask, /api/stream, /sources."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from appserver import AppServer, post_json, request, start_app
+
+from assistant.rendering import source_link
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    app = start_app(corpus_index, tmp_path_factory.mktemp("api"), args=("--no-sync",))
+    yield app
+    app.stop()
+
+
+def raw_get(server: AppServer, path: str) -> int:
+    """Status of a GET sent exactly as written: no client-side normalisation of `..` or escapes."""
+    parts = urlsplit(server.url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    connection.putrequest("GET", path, skip_accept_encoding=True)
+    connection.endheaders()
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+def test_healthz_is_ok_with_the_chunk_count(server: AppServer) -> None:
+    status, _, body = request(server.url + "/healthz")
+    assert status == 200
+    health = json.loads(body)
+    assert health["status"] == "ok" and health["chunks"] > 100
+    print(f"app.py ready in {server.seconds_to_ready:.1f} s")  # the figure the README quotes
+    assert server.seconds_to_ready < 90  # the 10 s target is measured on a quiet machine, see README
+
+
+def test_ask_answers_the_contract_object(server: AppServer) -> None:
+    status, headers, answer = post_json(server.url + "/api/ask", {"question": "How long is residency?"})
+    assert status == 200 and headers["content-type"].startswith("application/json")
+    assert {"question", "answer", "refused", "citations"} <= answer.keys()
+    assert answer["refused"] is False and "[1]" in answer["answer"]
+    citation = answer["citations"][0]
+    assert set(citation) == {"id", "source", "title", "section", "snippet", "score"}
+    assert citation["source"].endswith(".md") and not citation["source"].startswith("/")
+
+
+def test_a_follow_up_is_rewritten_with_the_history(server: AppServer) -> None:
+    history = [
+        {"role": "user", "content": "What is residency?"},
+        {"role": "assistant", "content": "Residency is specialty training after medical school. [1]"},
+    ]
+    status, _, answer = post_json(server.url + "/api/ask", {"question": "how long does that take?", "history": history})
+    assert status == 200
+    assert answer["standalone_question"] != answer["question"]
+    assert "residency" in answer["standalone_question"].lower()
+
+
+def test_stream_sends_pieces_then_the_answer(server: AppServer) -> None:
+    status, headers, body = request(
+        server.url + "/api/stream", "POST", json.dumps({"question": "What is the CMD credential?"}).encode()
+    )
+    assert status == 200 and headers["content-type"].startswith("application/x-ndjson")
+    events = [json.loads(line) for line in body.decode().splitlines()]
+    assert events[0]["type"] == "delta" and events[-1]["type"] == "answer"
+    streamed = "".join(e["text"] for e in events if e["type"] == "delta")
+    assert streamed == events[-1]["answer"]["answer"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"",
+        b"[1, 2]",
+        b'{"question": 42}',
+        b'{"history": []}',
+        b'{"question": ""}',
+        b'{"question": "   \\n\\t  "}',
+        b'{"question": "\\u0000\\u0001\\u0007"}',
+        json.dumps({"question": "a" * 20_000}).encode(),
+        b'{"question": "What is a CMD?", "history": "nope"}',
+        b'{"question": "What is a CMD?", "history": [{"role": "system", "content": "x"}]}',
+        b'{"question": "What is a CMD?", "history": [{"role": "user", "content": 5}]}',
+        b"\xff\xfe\x00",
+    ],
+    ids=[
+        "invalid-json",
+        "empty-body",
+        "not-an-object",
+        "question-not-text",
+        "no-question",
+        "empty",
+        "whitespace",
+        "control-characters",
+        "20000-characters",
+        "history-not-a-list",
+        "history-bad-role",
+        "history-content-not-text",
+        "not-utf8",
+    ],
+)
+def test_bad_bodies_get_4xx_json(server: AppServer, body: bytes) -> None:
+    status, headers, response = request(server.url + "/api/ask", "POST", body, {"Content-Type": "application/json"})
+    assert 400 <= status < 500, response
+    assert headers["content-type"].startswith("application/json")
+    error = json.loads(response)["error"]
+    assert isinstance(error, str) and error
+
+
+def test_an_oversized_body_gets_413(server: AppServer) -> None:
+    status, _, response = request(server.url + "/api/ask", "POST", b'{"question": "' + b"a" * 300_000 + b'"}')
+    assert status == 413 and "limit" in json.loads(response)["error"]
+
+
+def test_sources_shows_the_document_with_the_cited_passage_marked(server: AppServer) -> None:
+    _, _, answer = post_json(server.url + "/api/ask", {"question": "What is the CMD credential?"})
+    citation = answer["citations"][0]
+    status, headers, body = request(server.url + source_link(citation["source"], citation["snippet"]))
+    page = body.decode()
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert 'id="passage"' in page and 'class="cited"' in page
+    marked = page[page.index('id="passage"') :][:2000]
+    assert citation["snippet"].split()[2] in marked
+    assert "default-src 'none'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "same-origin"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/sources/../app.py",
+        "/sources/../../etc/passwd",
+        "/sources/%2e%2e/app.py",
+        "/sources/%2E%2E%2Fapp.py",
+        "/sources/..%2fapp.py",
+        "/sources/%252e%252e/app.py",
+        "/sources//etc/passwd",
+        "/sources/%2fetc%2fpasswd",
+        "/sources/C:/Windows/win.ini",
+        "/sources/faq.md/../faq.md",
+        "/sources/./faq.md",
+        "/sources/faq.md%00",
+        "/sources/nope.md",
+        "/sources/",
+    ],
+)
+def test_source_path_tricks_get_404(server: AppServer, path: str) -> None:
+    assert raw_get(server, path) == 404
+
+
+def test_a_source_by_its_exact_id_is_served(server: AppServer) -> None:
+    assert raw_get(server, "/sources/faq.md") == 200
+
+
+def test_missing_index_is_built_from_the_corpus_first(tmp_path: Path) -> None:
+    corpus = tmp_path / "guides"
+    corpus.mkdir()
+    (corpus / "only.md").write_text(
+        "# Residency\n\nResidency in the United States lasts at least three years after medical school.\n",
+        encoding="utf-8",
+    )
+    app = start_app(tmp_path / "index", tmp_path / "run", env={"ASSISTANT_CORPUS_DIR": str(corpus)})
+    try:
+        _, _, body = request(app.url + "/healthz")
+        assert json.loads(body)["chunks"] >= 1
+        assert "ingesting" in app.log_text()
+    finally:
+        app.stop()

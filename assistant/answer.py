@@ -117,12 +117,14 @@ _TERM = re.compile(r"[a-z0-9]+")
 class ComposerConfig:
     """How many sentences, and how they are picked."""
 
-    max_sentences: int = 4
+    max_sentences: int = 5
     min_words: int = 6
     relative_floor: float = 0.72  # keep sentences scoring at least this share of the best
-    redundancy: float = 0.82  # skip a sentence this similar to one already kept
+    redundancy: float = 0.95  # skip a sentence this similar to one kept (pooled vectors of one chunk are close)
+    overlap_redundancy: float = 0.7  # ... or sharing this share of its words with one kept
     keyword_bonus: float = 0.15
     rank_bonus: float = 0.05
+    context_weight: float = 0.3  # how much the whole passage's similarity counts for its sentences
 
 
 def is_clinical_request(question: str) -> bool:
@@ -156,9 +158,48 @@ def refuse(question: str, text: str, standalone: str = "") -> Answer:
 @dataclass(frozen=True)
 class _Candidate:
     passage: int
-    text: str
+    intro: str  # for a list item: the sentence that introduces the list, ending with ":"
+    text: str  # the sentence, or the list item without its closing punctuation
+    quote: str  # the words as they stand in the guide, for the citation snippet
     score: float
     vector: np.ndarray
+
+
+def _candidates(
+    passages: list[Passage], query_vector: np.ndarray, terms: set[str], cfg: ComposerConfig
+) -> list[_Candidate]:
+    """Every quotable sentence of the passages with its score against the question."""
+    out = []
+    for rank, passage in enumerate(passages):
+        chunk = passage.chunk
+        intro = ""
+        for (begin, end), vector in zip(chunk.spans, chunk.sentence_vectors):
+            raw = chunk.text[begin:end]
+            quote = clean_sentence(raw)
+            is_item = bool(_LIST_ITEM.match(raw))
+            if not is_item:
+                intro = quote[:-1] + ":" if quote[-1:] in ".:" else ""
+                if quote.endswith(":"):
+                    continue
+            if is_item and (not quote[:1].isupper() or quote.endswith((";", ","))):
+                if len(quote.split()) < 3:
+                    continue
+                lead, text = intro, quote.rstrip(";,.")
+                if not lead:
+                    text = text[:1].upper() + text[1:]
+            elif len(quote.split()) >= cfg.min_words and not quote.startswith("#"):
+                lead, text = "", quote
+            else:
+                continue
+            overlap = len(terms & _terms(f"{lead} {text}")) / len(terms) if terms else 0.0
+            score = (
+                float(vector @ query_vector)
+                + cfg.context_weight * passage.similarity
+                + cfg.keyword_bonus * overlap
+                + cfg.rank_bonus / (rank + 1)
+            )
+            out.append(_Candidate(rank, lead, text, quote.rstrip(";,"), score, vector))
+    return out
 
 
 def compose_extractive(
@@ -170,17 +211,7 @@ def compose_extractive(
 ) -> Answer:
     """Build a cited answer from the best sentences of the passages."""
     cfg = config or ComposerConfig()
-    terms = _terms(standalone or question)
-    candidates = []
-    for rank, passage in enumerate(passages):
-        chunk = passage.chunk
-        for (begin, end), vector in zip(chunk.spans, chunk.sentence_vectors):
-            text = clean_sentence(chunk.text[begin:end])
-            if not _is_statement(text, cfg.min_words):
-                continue
-            overlap = len(terms & _terms(text)) / len(terms) if terms else 0.0
-            score = float(vector @ query_vector) + cfg.keyword_bonus * overlap + cfg.rank_bonus / (rank + 1)
-            candidates.append(_Candidate(rank, text, score, vector))
+    candidates = _candidates(passages, query_vector, _terms(standalone or question), cfg)
     if not candidates:
         return refuse(question, OUT_OF_SCOPE, standalone)
     candidates.sort(key=lambda c: -c.score)
@@ -189,13 +220,13 @@ def compose_extractive(
     for cand in candidates:
         if len(chosen) == cfg.max_sentences or cand.score < best * cfg.relative_floor:
             break
-        if any(float(cand.vector @ c.vector) > cfg.redundancy or cand.text == c.text for c in chosen):
+        if any(_redundant(cand, c, cfg) for c in chosen):
             continue
         chosen.append(cand)
     numbers: dict[int, int] = {}
     for cand in chosen:
         numbers.setdefault(cand.passage, len(numbers) + 1)
-    lines = [f"{_sentence_end(c.text)} [{numbers[c.passage]}]" for c in chosen]
+    lines = _lines(chosen, numbers)
     text = lines[0] if len(lines) == 1 else lines[0] + "\n\n" + "\n".join(f"- {line}" for line in lines[1:])
     citations = tuple(
         Citation(
@@ -203,7 +234,7 @@ def compose_extractive(
             source=passages[index].chunk.source,
             title=passages[index].chunk.title,
             section=passages[index].chunk.section,
-            snippet=_snippet([c.text for c in chosen if c.passage == index]),
+            snippet=_snippet([c.quote for c in chosen if c.passage == index]),
             score=passages[index].similarity,
         )
         for index, number in sorted(numbers.items(), key=lambda item: item[1])
@@ -211,14 +242,38 @@ def compose_extractive(
     return Answer(question=question, answer=text, refused=False, citations=citations, standalone_question=standalone)
 
 
-def _is_statement(text: str, min_words: int) -> bool:
-    """A full sentence worth quoting: long enough, not a heading, not a list fragment."""
-    return (
-        len(text.split()) >= min_words
-        and text[:1].isupper()
-        and text[-1:] not in {":", ";", ","}
-        and not text.startswith("#")
-    )
+def _lines(chosen: list[_Candidate], numbers: dict[int, int]) -> list[str]:
+    """One line per point; items of one list are joined after the sentence that introduces them."""
+    groups: dict[tuple[int, str], list[str]] = {}
+    order: list[tuple[int, str]] = []
+    for cand in chosen:
+        key = (cand.passage, cand.intro) if cand.intro else (cand.passage, f"\x00{len(order)}")
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(cand.text)
+    lines = []
+    for passage, intro in order:
+        items = groups[(passage, intro)]
+        body = "; ".join(items) if not intro.startswith("\x00") else items[0]
+        text = f"{intro} {body}" if not intro.startswith("\x00") else body
+        lines.append(f"{_sentence_end(text)} [{numbers[passage]}]")
+    return lines
+
+
+def _redundant(a: _Candidate, b: _Candidate, cfg: ComposerConfig) -> bool:
+    if float(a.vector @ b.vector) > cfg.redundancy:
+        return True
+    wa, wb = _terms(a.text), _terms(b.text)
+    return bool(wa and wb) and len(wa & wb) / min(len(wa), len(wb)) >= cfg.overlap_redundancy
+
+
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
+
+
+def _is_fragment(raw: str, quote: str) -> bool:
+    """A list item that is not a sentence of its own ("an entire institution, such as ...;")."""
+    return bool(_LIST_ITEM.match(raw)) and (not quote[:1].isupper() or quote.endswith((";", ",")))
 
 
 def clean_sentence(text: str) -> str:

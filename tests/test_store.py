@@ -1,0 +1,78 @@
+"""Contract tests for the Chroma store (as langchain's shared vector-store suite does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.chunking import chunk_document
+from assistant.documents import load_document
+from assistant.errors import IndexMissingError
+from assistant.models import SentenceEmbeddings
+from assistant.store import DocumentRecord, Store, build_client, collection_suffix
+from assistant.sync import embed_chunks
+from conftest import CORPUS, settings_for
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    settings = settings_for(tmp_path / "index")
+    return Store(build_client(settings), collection_suffix(settings))
+
+
+def _chunks(store: Store, embedder: SentenceEmbeddings):  # type: ignore[no-untyped-def]
+    chunks = chunk_document(load_document(CORPUS / "first-90-days.md", CORPUS), 900, 150)
+    return chunks, embed_chunks(chunks, store, embedder)
+
+
+def test_starts_empty(store: Store) -> None:
+    assert store.count() == 0
+    assert store.documents() == {}
+    assert store.search(np.ones(384, np.float32) / np.sqrt(384), 5) == []
+    assert store.generation() == 0
+
+
+def test_upserting_the_same_ids_twice_adds_nothing(store: Store, embedder: SentenceEmbeddings) -> None:
+    chunks, vectors = _chunks(store, embedder)
+    store.add_chunks(chunks, vectors)
+    store.add_chunks(chunks, vectors)
+    assert store.count() == len(chunks)
+
+
+def test_search_returns_what_was_stored(store: Store, embedder: SentenceEmbeddings) -> None:
+    chunks, vectors = _chunks(store, embedder)
+    store.add_chunks(chunks, vectors)
+    hits = store.search(vectors[2].vector, 3)
+    assert hits[0][0].id == chunks[2].id
+    assert hits[0][1] == pytest.approx(1.0, abs=1e-3)
+    stored = hits[0][0]
+    assert stored.text == chunks[2].text and stored.section == chunks[2].section
+    assert stored.sentence_vectors.shape == (len(stored.spans), 384)
+    assert np.allclose(stored.sentence_vectors, vectors[2].sentence_vectors, atol=1e-2)
+    store.delete_chunks([chunks[2].id])
+    assert store.get_chunks([chunks[2].id]) == []
+
+
+def test_manifest_round_trip_and_generation(store: Store) -> None:
+    record = DocumentRecord("a/b c.md", "Title", "h1", "/root", ("x", "y"))
+    store.put_document(record, "full text")
+    assert store.documents() == {"a/b c.md": record}
+    assert store.document_text("a/b c.md") == (record, "full text")
+    assert store.document_text("missing.md") is None
+    assert store.bump_generation() == 1 and store.generation() == 1
+    assert "__generation__" not in store.documents()
+    store.delete_document("a/b c.md")
+    assert store.documents() == {}
+
+
+def test_collection_names_keep_models_and_chunkings_apart(tmp_path: Path) -> None:
+    a = collection_suffix(settings_for(tmp_path))
+    b = collection_suffix(settings_for(tmp_path, chunk_size=600))
+    assert a != b and "all-minilm-l6-v2" in a
+
+
+def test_opening_a_missing_index_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(IndexMissingError, match=r"python ingest\.py"):
+        build_client(settings_for(tmp_path / "nothing"), create=False)

@@ -1,0 +1,81 @@
+"""Incremental ingest: add, modify, delete, unchanged, rename, and bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.service import Assistant
+from conftest import settings_for
+
+
+@pytest.fixture
+def assistant(tmp_path: Path) -> Assistant:
+    return Assistant.from_settings(settings_for(tmp_path / "index"), create=True)
+
+
+def test_add_then_unchanged(assistant: Assistant, guides: Path) -> None:
+    first = assistant.ingest([guides])
+    assert (first.added, first.updated, first.removed, first.unchanged) == (3, 0, 0, 0)
+    assert first.chunks == assistant.chunk_count() > 0
+    again = assistant.ingest([guides])
+    assert (again.added, again.updated, again.removed, again.unchanged) == (0, 0, 0, 3)
+    assert again.chunks == first.chunks
+
+
+def test_modify_replaces_and_delete_removes(assistant: Assistant, guides: Path) -> None:
+    assistant.ingest([guides])
+    residency = guides / "residency-and-internship.md"
+    residency.write_text(
+        residency.read_text() + "\n\n## Zebra rotations\n\nThe zebra rotation is a made-up placement for testing.\n"
+    )
+    (guides / "first-90-days.md").unlink()
+    report = assistant.ingest([guides])
+    assert (report.added, report.updated, report.removed, report.unchanged) == (0, 1, 1, 1)
+    docs = assistant.store.documents()
+    assert sorted(docs) == ["cmd-credential-long-term-care.md", "residency-and-internship.md"]
+    live = {i for d in docs.values() for i in d.chunk_ids}
+    assert assistant.chunk_count() == len(live), "old chunks of changed and deleted documents are gone"
+    answer = assistant.ask("What is the zebra rotation?")
+    assert not answer.refused and "zebra" in answer.answer.lower()
+    assert {c.source for c in answer.citations} == {"residency-and-internship.md"}
+
+
+def test_single_file_ingest_never_removes_siblings(assistant: Assistant, guides: Path) -> None:
+    assistant.ingest([guides])
+    report = assistant.ingest([guides / "first-90-days.md"])
+    assert report.removed == 0 and report.unchanged == 1
+    assert len(assistant.store.documents()) == 3
+
+
+def test_rename_reuses_embeddings(assistant: Assistant, guides: Path) -> None:
+    assistant.ingest([guides])
+    before = assistant.chunk_count()
+    (guides / "first-90-days.md").rename(guides / "onboarding plan.md")
+    report = assistant.ingest([guides])
+    assert (report.added, report.removed) == (1, 1)
+    assert assistant.chunk_count() == before
+    assert "onboarding plan.md" in assistant.store.documents()
+
+
+def test_bad_files_are_listed_and_the_rest_ingested(assistant: Assistant, guides: Path) -> None:
+    (guides / "corrupt.pdf").write_bytes(b"%PDF-1.4\nthis is not a real pdf")
+    (guides / "binary.md").write_bytes(bytes(range(256)) * 8)
+    (guides / "empty.txt").write_bytes(b"")
+    (guides / "latin1.md").write_bytes("Résumé des études médicales pour les médecins".encode("latin-1"))
+    (guides / "ünïcode name with spaces.md").write_text("# Ünïcode\n\nA guide whose file name has spaces and accents.")
+    report = assistant.ingest([guides])
+    failed = {Path(f.path).name: f.error for f in report.failed}
+    assert set(failed) == {"corrupt.pdf", "binary.md", "empty.txt", "latin1.md"}
+    assert "PDF" in failed["corrupt.pdf"] and "binary" in failed["binary.md"]
+    assert report.added == 4
+    assert "ünïcode name with spaces.md" in assistant.store.documents()
+
+
+def test_a_file_that_turns_bad_keeps_its_last_good_version(assistant: Assistant, guides: Path) -> None:
+    assistant.ingest([guides])
+    (guides / "first-90-days.md").write_bytes(b"\x00\x01\x02 broken")
+    report = assistant.ingest([guides])
+    assert report.removed == 0 and len(report.failed) == 1
+    assert "first-90-days.md" in assistant.store.documents()

@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     beir.add_argument("--split", default="test", help="qrels split to evaluate (default test)")
     beir.add_argument("--limit", type=int, help="evaluate only the first N queries (a quick slice)")
 
+    bench = sub.add_parser("bench", help="measure ingest throughput, re-ingest and query latency")
+    bench.add_argument("--quick", action="store_true", help="one small corpus; under a minute")
+    bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+
     feedback = sub.add_parser("feedback", help="likes and dislikes given in the chat")
     feedback.add_argument("action", choices=["export"], help="export: print every rating")
     feedback.add_argument("--csv", action="store_true", help="as CSV (the default and only format for now)")
@@ -55,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(os.environ, index_dir=getattr(args, "index", None))
         if args.command == "ask":
             return _ask(args, settings)
+        if args.command == "bench":
+            return _bench(args, settings)
         if args.command == "eval-beir":
             return _eval_beir(args, settings)
         if args.command == "feedback":
@@ -115,6 +121,14 @@ def _read_questions(path: Path) -> Iterator[object]:
                 yield None
                 continue
             yield record.get("question") if isinstance(record, dict) else None
+
+
+def _bench(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
+    from assistant.bench import run_bench
+
+    figures = run_bench(settings, quick=args.quick)
+    print(json.dumps(figures) if args.json else json.dumps(figures, indent=2))
+    return 0
 
 
 def _eval_beir(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]

@@ -1,0 +1,139 @@
+"""Benchmarks on generated corpora: ingest throughput against the raw encoder, re-ingest, latency.
+
+The generated guides are deterministic: sentences and headings of the shipped guides, drawn
+with a fixed seed, so every run measures the same work.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import resource
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.chunking import chunk_document, split_sentences
+from assistant.config import Settings
+from assistant.documents import find_documents, load_document
+from assistant.models import build_embeddings
+from assistant.service import Assistant
+
+logger = logging.getLogger(__name__)
+
+QUESTIONS = [
+    "How long is residency?",
+    "What is the CMD credential?",
+    "What should I do in my first 90 days?",
+    "How do I prepare for a survey?",
+    "Do I need an MBA to become a CMO?",
+    "What does a medical director do?",
+    "How does peer review work?",
+    "What is QAPI?",
+]
+
+
+def generate_corpus(source: Path, target: Path, count: int, words: int = 500, seed: int = 7) -> None:
+    """Write `count` Markdown guides of about `words` words built from the shipped guides."""
+    sentences: list[str] = []
+    headings: list[str] = []
+    for path in sorted(source.glob("*.md")):
+        text = load_document(path, source).text
+        headings += [h for h in re.findall(r"^##+\s+(.+)$", text, re.MULTILINE)]
+        body = re.sub(r"^#.*$", "", text, flags=re.MULTILINE)
+        sentences += [body[a:b] for a, b in split_sentences(body) if len(body[a:b].split()) >= 6]
+    rng = random.Random(seed)
+    target.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        parts = [f"# Generated guide {i}: {rng.choice(headings)}"]
+        total = 0
+        while total < words:
+            parts.append(f"## {rng.choice(headings)}")
+            paragraph = " ".join(rng.choice(sentences) for _ in range(rng.randint(3, 6)))
+            parts.append(paragraph)
+            total += len(paragraph.split())
+        (target / f"guide-{i:05d}.md").write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    arr = np.asarray(samples) * 1000
+    return {f"p{p}_ms": round(float(np.percentile(arr, p)), 2) for p in (50, 95, 99)}
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def bench_ingest(settings: Settings, docs: int, work: Path) -> dict[str, Any]:
+    """Ingest `docs` generated guides; compare with SentenceTransformer.encode on the same chunks."""
+    corpus = work / f"corpus-{docs}"
+    generate_corpus(Path(settings.corpus_dir), corpus, docs)
+    root, files = find_documents(corpus)
+    chunks = [
+        c for f in files for c in chunk_document(load_document(f, root), settings.chunk_size, settings.chunk_overlap)
+    ]
+    texts = [c.text for c in chunks]
+    embedder = build_embeddings(settings)
+    embedder.model.encode(texts[:64], batch_size=32)  # warm up
+    _, raw_seconds = _timed(lambda: embedder.model.encode(texts, batch_size=32, normalize_embeddings=True))
+    assistant = Assistant.from_settings(settings.replace(index_dir=work / f"index-{docs}"), create=True)
+    report, ingest_seconds = _timed(lambda: assistant.ingest([corpus]))
+    _, nochange_seconds = _timed(lambda: assistant.ingest([corpus]))
+    rng = random.Random(11)
+    for path in rng.sample(files, max(1, docs // 100)):
+        path.write_text(path.read_text(encoding="utf-8") + "\n\nAn edited closing sentence for the benchmark.\n")
+    edit_report, edit_seconds = _timed(lambda: assistant.ingest([corpus]))
+    raw_cps = len(texts) / raw_seconds
+    ingest_cps = report.chunks / ingest_seconds
+    return {
+        "docs": docs,
+        "chunks": report.chunks,
+        "raw_encode_chunks_per_s": round(raw_cps, 1),
+        "ingest_chunks_per_s": round(ingest_cps, 1),
+        "ingest_vs_raw_encode": round(ingest_cps / raw_cps, 3),
+        "ingest_seconds": round(ingest_seconds, 2),
+        "reingest_nochange_seconds": round(nochange_seconds, 3),
+        "reingest_nochange_ratio": round(nochange_seconds / ingest_seconds, 4),
+        "reingest_1pct_seconds": round(edit_seconds, 3),
+        "reingest_1pct_ratio": round(edit_seconds / ingest_seconds, 4),
+        "reingest_1pct_updated": edit_report.updated,
+    }
+
+
+def bench_queries(settings: Settings, index_dir: Path, rounds: int) -> dict[str, Any]:
+    """Latency of retrieval alone and of the whole extractive ask, over a fixed question set."""
+    assistant = Assistant.from_settings(settings.replace(index_dir=index_dir))
+    assistant.ask(QUESTIONS[0])  # warm up: keyword index, caches
+    retrieval, asks = [], []
+    for i in range(rounds):
+        question = f"{QUESTIONS[i % len(QUESTIONS)]} ({i})"  # defeat the query cache
+        _, seconds = _timed(lambda q=question: assistant.retriever.retrieve(q, settings.top_k))
+        retrieval.append(seconds)
+        _, seconds = _timed(lambda q=question: assistant.ask(f"{q} [ask]"))
+        asks.append(seconds)
+    return {
+        "chunks": assistant.chunk_count(),
+        "retrieval": _percentiles(retrieval),
+        "ask": _percentiles(asks),
+    }
+
+
+def run_bench(settings: Settings, quick: bool) -> dict[str, Any]:
+    """All figures as one dict; quick uses one small corpus and finishes in about a minute."""
+    sizes = [50] if quick else [100, 1000]
+    results: dict[str, Any] = {"quick": quick, "ingest": [], "queries": []}
+    with tempfile.TemporaryDirectory(prefix="assistant-bench-") as tmp:
+        work = Path(tmp)
+        for docs in sizes:
+            logger.info("bench: ingest of %d generated guides", docs)
+            results["ingest"].append(bench_ingest(settings, docs, work))
+            results["queries"].append(bench_queries(settings, work / f"index-{docs}", 30 if quick else 200))
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return results

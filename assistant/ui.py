@@ -46,6 +46,7 @@ CSS = """
 #no-advice { border-left: 4px solid #d97706; background: #fffbeb; color: #78350f; padding: .4rem .75rem; }
 #chat .answer, #chat .question { white-space: normal; }
 #chat .answer > :first-child { margin-top: 0; }
+#chat .answer ul, #chat .answer ol { padding-left: 1.3rem; }
 #chat .answer a.cite { font-size: .75em; vertical-align: super; text-decoration: none; padding: 0 .1em; }
 #chat .answer sup.marker { font-size: .75em; color: #6b7280; }
 #chat .answer details.sources { margin-top: .6rem; border-top: 1px solid #e5e7eb; padding-top: .4rem; }
@@ -88,24 +89,24 @@ def respond(
         yield gr.skip(), state["messages"], state
         return
     history = [Turn(t["role"], t["content"]) for t in state["turns"]]
-    messages = [*state["messages"], {"role": "user", "content": user_html(text)}]
-    messages.append({"role": "assistant", "content": partial_answer_html("…")})
-    state = {**state, "messages": messages}
-    yield "", messages, state
+    asked = [*state["messages"], {"role": "user", "content": user_html(text)}]
+    messages = [*asked, {"role": "assistant", "content": partial_answer_html("…")}]
+    yield "", messages, {**state, "messages": messages}
     streamed = ""
     try:
         for event in assistant.stream(text, history):
             if isinstance(event, Answer):
-                messages[-1] = {"role": "assistant", "content": answer_html(event)}
-                state["turns"] = [
-                    *state["turns"],
-                    {"role": "user", "content": text},
-                    {"role": "assistant", "content": event.answer},
-                ]
-                state["answers"] = {**state["answers"], len(messages) - 1: event.to_json()}
+                messages = [*asked, {"role": "assistant", "content": answer_html(event)}]
+                turns = [{"role": "user", "content": text}, {"role": "assistant", "content": event.answer}]
+                state = {
+                    "messages": messages,
+                    "turns": [*state["turns"], *turns],
+                    "answers": {**state["answers"], len(messages) - 1: event.to_json()},
+                }
             else:
                 streamed += event
-                messages[-1] = {"role": "assistant", "content": partial_answer_html(streamed)}
+                messages = [*asked, {"role": "assistant", "content": partial_answer_html(streamed)}]
+                state = {**state, "messages": messages}
             yield "", messages, state
     except AssistantError as exc:
         logger.warning("chat answer failed: %s", exc)
@@ -185,7 +186,7 @@ def build_blocks(ready: Future[Assistant], feedback: FeedbackStore, allow: Calla
                 autofocus=True,
             )
             ask = gr.Button("Ask", variant="primary", elem_id="ask", scale=1, min_width=80)
-            clear = gr.Button("Clear chat", elem_id="clear", scale=1, min_width=100)
+            clear = gr.Button("Clear chat", elem_id="clear", scale=1, min_width=120)
 
         def answer(question: str, state: dict[str, Any], request: gr.Request) -> Iterator[Any]:
             yield from respond(question, state, ready, allow, _client(request))

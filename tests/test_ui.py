@@ -1,0 +1,120 @@
+"""The chat's Gradio side: the endpoint through gradio_client from another process, and the handlers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from appserver import ROOT, AppServer, start_app
+
+from assistant.api import RateLimiter
+from assistant.feedback import FeedbackStore
+from assistant.service import Assistant
+from assistant.ui import new_state, record_feedback, respond
+
+CLIENT_SCRIPT = """
+import json, sys
+from gradio_client import Client
+client = Client(sys.argv[1], verbose=False)
+answer = client.predict("How long is residency?", [], api_name="/ask")
+print(json.dumps(answer))
+"""
+
+
+@pytest.fixture(scope="module")
+def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    app = start_app(corpus_index, tmp_path_factory.mktemp("ui"), args=("--no-sync",))
+    yield app
+    app.stop()
+
+
+@pytest.fixture
+def ready(corpus_assistant: Assistant) -> Future[Assistant]:
+    future: Future[Assistant] = Future()
+    future.set_result(corpus_assistant)
+    return future
+
+
+@pytest.mark.server
+def test_gradio_client_from_another_process_gets_an_answer_with_sources(server: AppServer) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", CLIENT_SCRIPT, server.url + "/"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["refused"] is False and "[1]" in answer["answer"]
+    assert answer["citations"] and answer["citations"][0]["source"].endswith(".md")
+
+
+def test_the_core_does_not_import_the_ui() -> None:
+    code = "import sys, assistant.service, assistant.api; sys.exit('gradio' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120).returncode == 0
+
+
+def test_an_answer_streams_then_shows_citation_links_and_sources(ready: Future[Assistant]) -> None:
+    updates = list(respond("How long is residency?", new_state(), ready, lambda _: True))
+    assert len(updates) >= 3  # the question with a placeholder, pieces of text, the final answer
+    first_box, first_messages, _ = updates[0]
+    assert first_box == "" and first_messages[-1]["content"].startswith('<div class="answer streaming">')
+    _, messages, state = updates[-1]
+    final = messages[-1]["content"]
+    assert 'class="cite"' in final and 'href="/sources/' in final and "<details" in final
+    assert [t["role"] for t in state["turns"]] == ["user", "assistant"]
+    assert state["answers"][1]["citations"]
+
+
+def test_a_follow_up_shows_the_rewritten_question(ready: Future[Assistant]) -> None:
+    state = new_state()
+    *_, (_, _, state) = respond("What is residency?", state, ready, lambda _: True)
+    *_, (_, messages, state) = respond("how long does that take?", state, ready, lambda _: True)
+    assert "Searched for:" in messages[-1]["content"] and "residency" in messages[-1]["content"].lower()
+
+
+@pytest.mark.parametrize("question", ["", "   ", "x" * 20_000, "\x00\x01\x02"])
+def test_bad_input_gives_a_notice_and_changes_nothing(ready: Future[Assistant], question: str) -> None:
+    state = new_state()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        updates = list(respond(question, state, ready, lambda _: True))
+    assert len(updates) == 1 and updates[0][1] == [] and updates[0][2] is state
+    assert any("question" in str(w.message) for w in caught)  # gr.Warning outside a page is a warning
+
+
+def test_the_rate_limit_gives_a_notice(ready: Future[Assistant]) -> None:
+    limiter = RateLimiter(1)
+    list(respond("How long is residency?", new_state(), ready, limiter.allow))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        updates = list(respond("How long is residency?", new_state(), ready, limiter.allow))
+    assert len(updates) == 1 and any("Too many questions" in str(w.message) for w in caught)
+
+
+def test_like_and_dislike_are_stored(ready: Future[Assistant], tmp_path: Path) -> None:
+    *_, (_, messages, state) = respond("What is the CMD credential?", new_state(), ready, lambda _: True)
+    store = FeedbackStore(tmp_path)
+    record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": True}), store)
+    record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": False}), store)
+    rows = store.rows()
+    assert [r["rating"] for r in rows] == ["like", "dislike"]
+    assert rows[0]["question"] == "What is the CMD credential?" and json.loads(rows[0]["citations"])
+
+
+def test_rate_limiter_slides_over_a_minute() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, clock=lambda: now[0])
+    assert limiter.allow("a") and limiter.allow("a") and not limiter.allow("a")
+    assert limiter.allow("b")
+    assert limiter.retry_after("a") == 61
+    now[0] = 60.5
+    assert limiter.allow("a")

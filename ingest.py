@@ -24,6 +24,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the corpus folder)")
     parser.add_argument("--index", type=Path, help="index folder (default: ASSISTANT_INDEX_DIR or .index/)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    parser.add_argument(
+        "--wait", type=float, default=30.0, help="seconds to wait while another process writes the index (default 30)"
+    )
     parser.add_argument("--verbose", action="store_true", help="log debug details")
     return parser.parse_args(argv)
 
@@ -32,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     offline_environment()
     configure_logging(args.verbose)
+    from assistant.admin import hand_off_ingest, running_app
     from assistant.config import load_settings
     from assistant.errors import AssistantError
     from assistant.service import Assistant
@@ -46,19 +50,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(f"error: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
+    app_url = None if settings.uses_chroma_server else running_app(Path(settings.index_dir))
     try:
-        assistant = Assistant.from_settings(settings, create=True)
-        report = assistant.ingest(paths, progress=_progress_bar() if sys.stderr.isatty() else None)
+        if app_url and settings.admin_token:
+            logger.info("the app at %s serves this index: handing the ingest over to it", app_url)
+            summary = hand_off_ingest(app_url, settings.admin_token, paths)
+        else:
+            if app_url:
+                logger.warning(
+                    "the app at %s serves this index; set ASSISTANT_ADMIN_TOKEN (the app's) to hand the "
+                    "ingest over, or stop the app. Waiting up to %.0f s.",
+                    app_url,
+                    args.wait,
+                )
+            assistant = Assistant.from_settings(settings, create=True)
+            progress = _progress_bar() if sys.stderr.isatty() else None
+            summary = assistant.ingest(paths, progress=progress, wait_seconds=args.wait).to_json()
     except AssistantError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     if args.json:
-        print(json.dumps(report.to_json()))
+        print(json.dumps(summary))
     else:
-        print(report.summary(), file=sys.stderr)
-    for failure in report.failed:
-        print(f"failed: {failure.path}: {failure.error}", file=sys.stderr)
-    return 1 if report.failed else 0
+        print(_summary_line(summary), file=sys.stderr)
+    for failure in summary["failed"]:
+        print(f"failed: {failure['path']}: {failure['error']}", file=sys.stderr)
+    return 1 if summary["failed"] else 0
+
+
+def _summary_line(s: dict) -> str:  # type: ignore[type-arg]
+    return (
+        f"added {s['added']}, updated {s['updated']}, removed {s['removed']}, unchanged {s['unchanged']}; "
+        f"{s['chunks']} chunks in the index ({s['seconds']:.1f} s)"
+        + (f"; {len(s['failed'])} failed" if s["failed"] else "")
+    )
 
 
 def _progress_bar():  # type: ignore[no-untyped-def]
@@ -68,7 +93,7 @@ def _progress_bar():  # type: ignore[no-untyped-def]
 
     def update(done: int, total: int) -> None:
         if "bar" not in bar:
-            bar["bar"] = tqdm(total=total, unit="file", desc="reading", leave=False)
+            bar["bar"] = tqdm(total=total, unit="file", desc="embedding", leave=False)
         bar["bar"].n = done
         bar["bar"].refresh()
         if done >= total:

@@ -13,6 +13,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +115,9 @@ def bench_queries(settings: Settings, index_dir: Path, rounds: int) -> dict[str,
     retrieval, asks = [], []
     for i in range(rounds):
         question = f"{QUESTIONS[i % len(QUESTIONS)]} ({i})"  # defeat the query cache
-        _, seconds = _timed(lambda q=question: assistant.retriever.retrieve(q, settings.top_k))
+        _, seconds = _timed(partial(assistant.retriever.retrieve, question, settings.top_k))
         retrieval.append(seconds)
-        _, seconds = _timed(lambda q=question: assistant.ask(f"{q} [ask]"))
+        _, seconds = _timed(partial(assistant.ask, f"{question} [ask]"))
         asks.append(seconds)
     return {
         "chunks": assistant.chunk_count(),

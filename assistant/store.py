@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 400, "max_neighbors": 32}
 GENERATION_ID = "__generation__"
+PENDING_ID = "__pending__"  # chunk ids written or replaced by an unfinished sync
+RESERVED_IDS = (GENERATION_ID, PENDING_ID)
 BATCH = 1000  # records per Chroma call: large enough to be fast, small enough for the server's limit
 
 
@@ -218,7 +220,7 @@ class Store:
             for offset in range(0, total, 5000):
                 result = self.docs.get(include=["metadatas"], limit=5000, offset=offset)
                 for i, m in zip(result["ids"], result["metadatas"]):
-                    if i != GENERATION_ID:
+                    if i not in RESERVED_IDS:
                         records[i] = _record(m)
         return records
 
@@ -241,7 +243,7 @@ class Store:
 
     def document_text(self, source: str) -> tuple[DocumentRecord, str] | None:
         """A document's record and full text, or None if it was never ingested."""
-        if source == GENERATION_ID:
+        if source in RESERVED_IDS:
             return None
         with _translated():
             result = self.docs.get(ids=[source], include=["metadatas", "documents"])
@@ -261,6 +263,20 @@ class Store:
         with _translated():
             self.docs.upsert(ids=[GENERATION_ID], embeddings=[[0.0]], documents=[""], metadatas=[{"value": value}])
         return value
+
+    def pending(self) -> list[str]:
+        """Chunk ids an interrupted sync wrote or meant to delete (empty after a clean sync)."""
+        with _translated():
+            result = self.docs.get(ids=[PENDING_ID], include=["documents"])
+        return json.loads(result["documents"][0] or "[]") if result["ids"] else []
+
+    def set_pending(self, ids: Sequence[str]) -> None:
+        """Journal chunk ids before writing or orphaning them, so a crash can be cleaned up by id."""
+        with _translated():
+            if ids:
+                self.docs.upsert(ids=[PENDING_ID], embeddings=[[0.0]], documents=[json.dumps(sorted(ids))])
+            else:
+                self.docs.delete(ids=[PENDING_ID])
 
 
 def _chunk_metadata(chunk: Chunk, vectors: ChunkVectors) -> dict[str, Any]:

@@ -74,21 +74,25 @@ def sync_paths(
     embedder: SentenceEmbeddings,
     settings: Settings,
     progress: Progress | None = None,
+    on_switch: Callable[[], None] | None = None,
+    grace_seconds: float = 0.0,
 ) -> SyncReport:
-    """Bring the index in line with files and folders; raises FileNotFoundError for a bad path."""
+    """Bring the index in line with files and folders; raises FileNotFoundError for a bad path.
+
+    `on_switch` runs once the manifest points at the new chunks (readers refresh there); old
+    chunks are deleted `grace_seconds` later, so questions already under way still find them.
+    """
     started = time.perf_counter()
     found = [find_documents(Path(p)) for p in paths]
+    recover(store)
     manifest = store.documents()
     max_bytes = int(settings.max_file_mb * 1_000_000)
-    total = sum(len(files) for _, files in found)
-    done = 0
     failed: list[Failure] = []
     pending: list[Document] = []
     seen: set[str] = set()
     counts = {"added": 0, "updated": 0, "unchanged": 0}
     for root, files in found:
         for path in files:
-            done += 1
             try:
                 doc = load_document(path, root, max_bytes)
             except DocumentError as exc:
@@ -103,17 +107,21 @@ def sync_paths(
             else:
                 counts["updated" if old is not None else "added"] += 1
                 pending.append(doc)
-            if progress:
-                progress(done, total)
-    _write(pending, store, embedder, settings, manifest)
+    stale = _write(pending, store, embedder, settings, manifest, progress)
     folders = {str(Path(p).resolve()) for p in paths if Path(p).is_dir()}
-    removed = _remove_missing(folders, seen, store, manifest)
-    if pending or removed:
-        store.bump_generation()
+    gone = [record for source, record in manifest.items() if record.root in folders and source not in seen]
+    if gone:
+        stale += [i for record in gone for i in record.chunk_ids]
+        store.set_pending(sorted(set(store.pending()) | set(stale)))
+        for record in gone:
+            store.delete_document(record.source)
+            logger.info("removed %s (gone from %s)", record.source, record.root)
+    if pending or gone:
+        _finish(store, stale, on_switch, grace_seconds)
     report = SyncReport(
         added=counts["added"],
         updated=counts["updated"],
-        removed=removed,
+        removed=len(gone),
         unchanged=counts["unchanged"],
         chunks=store.count(),
         seconds=time.perf_counter() - started,
@@ -123,13 +131,46 @@ def sync_paths(
     return report
 
 
-def sync_documents(docs: Sequence[Document], store: Store, embedder: SentenceEmbeddings, settings: Settings) -> None:
-    """Add or replace already-loaded documents (an upload); unchanged ones are skipped."""
+def sync_documents(
+    docs: Sequence[Document],
+    store: Store,
+    embedder: SentenceEmbeddings,
+    settings: Settings,
+    on_switch: Callable[[], None] | None = None,
+    grace_seconds: float = 0.0,
+) -> int:
+    """Add or replace already-loaded documents (an upload); returns how many changed."""
+    recover(store)
     manifest = store.documents()
     changed = [d for d in docs if manifest.get(d.source) is None or manifest[d.source].doc_hash != d.content_hash]
-    _write(changed, store, embedder, settings, manifest)
+    stale = _write(changed, store, embedder, settings, manifest)
     if changed:
-        store.bump_generation()
+        _finish(store, stale, on_switch, grace_seconds)
+    return len(changed)
+
+
+def recover(store: Store) -> None:
+    """Finish an interrupted sync: delete journalled chunks that no document points to."""
+    pending = store.pending()
+    if not pending:
+        return
+    live = {i for record in store.documents().values() for i in record.chunk_ids}
+    orphans = sorted(set(pending) - live)
+    logger.warning("finishing an interrupted ingest: removing %d orphaned chunks", len(orphans))
+    store.delete_chunks(orphans)
+    store.set_pending([])
+
+
+def _finish(store: Store, stale: list[str], on_switch: Callable[[], None] | None, grace_seconds: float) -> None:
+    """Publish the new manifest, let readers move over, then delete what they no longer use."""
+    store.bump_generation()
+    if on_switch:
+        on_switch()
+    if stale and grace_seconds > 0:
+        time.sleep(grace_seconds)
+    live = {i for record in store.documents().values() for i in record.chunk_ids}
+    store.delete_chunks(sorted(set(stale) - live))
+    store.set_pending([])
 
 
 def _write(
@@ -138,18 +179,22 @@ def _write(
     embedder: SentenceEmbeddings,
     settings: Settings,
     manifest: dict[str, DocumentRecord],
-) -> None:
+    progress: Progress | None = None,
+) -> list[str]:
+    """Write documents in groups; returns the chunk ids they replaced (deleted later)."""
+    stale: list[str] = []
     group: list[tuple[Document, list[Chunk]]] = []
     size = 0
-    for doc in docs:
+    for number, doc in enumerate(docs, 1):
         chunks = chunk_document(doc, settings.chunk_size, settings.chunk_overlap)
         group.append((doc, chunks))
         size += len(chunks)
-        if size >= GROUP_CHUNKS:
-            _write_group(group, store, embedder, manifest)
+        if size >= GROUP_CHUNKS or number == len(docs):
+            stale += _write_group(group, store, embedder, manifest, stale)
             group, size = [], 0
-    if group:
-        _write_group(group, store, embedder, manifest)
+            if progress:
+                progress(number, len(docs))
+    return stale
 
 
 def _write_group(
@@ -157,18 +202,18 @@ def _write_group(
     store: Store,
     embedder: SentenceEmbeddings,
     manifest: dict[str, DocumentRecord],
-) -> None:
+    earlier: list[str],
+) -> list[str]:
     chunks = [c for _, cs in group for c in cs]
+    replaced = [i for doc, _ in group if doc.source in manifest for i in manifest[doc.source].chunk_ids]
+    store.set_pending(sorted(set(earlier) | set(replaced) | {c.id for c in chunks}))
     vectors = embed_chunks(chunks, store, embedder)
     store.add_chunks(chunks, vectors)
     for doc, doc_chunks in group:
         record = DocumentRecord(doc.source, doc.title, doc.content_hash, doc.root, tuple(c.id for c in doc_chunks))
         store.put_document(record, doc.text)
-        old = manifest.get(doc.source)
-        if old is not None:
-            stale = sorted(set(old.chunk_ids) - set(record.chunk_ids))
-            store.delete_chunks(stale)
         logger.debug("wrote %s (%d chunks)", doc.source, len(doc_chunks))
+    return replaced
 
 
 def embed_chunks(chunks: Sequence[Chunk], store: Store, embedder: SentenceEmbeddings) -> list[ChunkVectors]:
@@ -185,15 +230,3 @@ def embed_chunks(chunks: Sequence[Chunk], store: Store, embedder: SentenceEmbedd
             stored, vector = reuse[chunk.chunk_hash]
             out.append(ChunkVectors(vector=vector, spans=list(stored.spans), sentence_vectors=stored.sentence_vectors))
     return out
-
-
-def _remove_missing(folders: set[str], seen: set[str], store: Store, manifest: dict[str, DocumentRecord]) -> int:
-    """Remove documents ingested from one of these folders whose file is gone."""
-    removed = 0
-    for source, record in manifest.items():
-        if record.root in folders and source not in seen:
-            store.delete_document(source)
-            store.delete_chunks(list(record.chunk_ids))
-            removed += 1
-            logger.info("removed %s (gone from %s)", source, record.root)
-    return removed

@@ -115,7 +115,7 @@ def _text_headings(raw: str) -> str:
         words = line.split()
         if (
             "\n" not in line
-            and 0 < len(words) <= 14
+            and 0 < len(words) <= (20 if index == 0 else 14)
             and line[-1] not in ".,;:!"
             and not line.startswith(("-", "•", "*"))
         ):

@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="one small corpus; under a minute")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
 
+    load = sub.add_parser("loadtest", help="concurrent clients against a running app's /api/ask (loopback only)")
+    load.add_argument("--url", default="http://127.0.0.1:7860", help="the app (this machine only)")
+    load.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
+    load.add_argument("--seconds", type=float, default=60.0, help="how long to run (default 60)")
+    load.add_argument("--pid", type=int, help="the app's process id, to sample its memory")
+    load.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+
     feedback = sub.add_parser("feedback", help="likes and dislikes given in the chat")
     feedback.add_argument("action", choices=["export"], help="export: print every rating")
     feedback.add_argument("--csv", action="store_true", help="as CSV (the default and only format for now)")
@@ -59,6 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(os.environ, index_dir=getattr(args, "index", None))
         if args.command == "ask":
             return _ask(args, settings)
+        if args.command == "loadtest":
+            from assistant.loadtest import run_loadtest
+
+            figures = run_loadtest(args.url, args.clients, args.seconds, args.pid)
+            print(json.dumps(figures) if args.json else json.dumps(figures, indent=2))
+            return 1 if figures["errors"] else 0
         if args.command == "bench":
             return _bench(args, settings)
         if args.command == "eval-beir":

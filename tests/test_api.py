@@ -18,7 +18,10 @@ pytestmark = pytest.mark.server
 
 @pytest.fixture(scope="module")
 def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
-    app = start_app(corpus_index, tmp_path_factory.mktemp("api"), args=("--no-sync",))
+    # Many requests from one client here: the rate limit has its own test in test_widget.py.
+    app = start_app(
+        corpus_index, tmp_path_factory.mktemp("api"), env={"ASSISTANT_RATE_LIMIT": "1000"}, args=("--no-sync",)
+    )
     yield app
     app.stop()
 
@@ -160,6 +163,18 @@ def test_source_path_tricks_get_404(server: AppServer, path: str) -> None:
 
 def test_a_source_by_its_exact_id_is_served(server: AppServer) -> None:
     assert raw_get(server, "/sources/faq.md") == 200
+
+
+def test_with_no_allowed_origins_only_this_origin_may_frame_or_call(server: AppServer) -> None:
+    assert "ASSISTANT_ALLOWED_ORIGINS is empty" in server.log_text()
+    _, headers, _ = request(server.url + "/embed")
+    assert headers["content-security-policy"].endswith("frame-ancestors 'self'")
+    status, headers, body = post_json(
+        server.url + "/api/ask", {"question": "What is a CMD?"}, {"Origin": "http://127.0.0.1:1"}
+    )
+    assert status == 403 and "access-control-allow-origin" not in headers
+    status, _, _ = post_json(server.url + "/api/ask", {"question": "What is a CMD?"}, {"Origin": server.url})
+    assert status == 200
 
 
 def test_missing_index_is_built_from_the_corpus_first(tmp_path: Path) -> None:

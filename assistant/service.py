@@ -10,10 +10,13 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,12 +32,16 @@ from assistant.answer import (
 from assistant.citations import Answer
 from assistant.config import Settings
 from assistant.conversation import Turn, standalone_question
-from assistant.errors import InputError
+from assistant.errors import InputError, LLMError
+from assistant.generation import UNAVAILABLE_NOTICE, UNGROUNDED_NOTICE, build_messages, check_reply, stream_reply
 from assistant.locking import write_lock
-from assistant.models import SentenceEmbeddings, build_embeddings
-from assistant.retrieval import Retriever
+from assistant.models import SentenceEmbeddings, build_chat_model, build_embeddings
+from assistant.retrieval import Passage, Retriever
 from assistant.store import DocumentRecord, Store, build_client, collection_suffix
 from assistant.sync import Progress, SyncReport, sync_paths
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +60,15 @@ def normalise_question(question: object, max_chars: int) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class _Grounds:
+    """What an answer may be built from: the question, as retrieval saw it, and its passages."""
+
+    question: str
+    query: str
+    passages: list[Passage]
+
+
 class Assistant:
     """Answers onboarding questions from the ingested guides, with citations.
 
@@ -63,17 +79,28 @@ class Assistant:
         answer = assistant.ask("How long is residency?")
     """
 
-    def __init__(self, settings: Settings, store: Store, embedder: SentenceEmbeddings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        embedder: SentenceEmbeddings,
+        chat_model: BaseChatModel | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.embedder = embedder
         self.retriever = Retriever(store, embedder)
+        self.chat_model = chat_model  # None: extractive answers only
 
     @classmethod
     def from_settings(cls, settings: Settings, create: bool = False) -> Assistant:
         """Open the index named by the settings (IndexMissingError if absent and not create)."""
         client = build_client(settings, create=create)
-        return cls(settings, Store(client, collection_suffix(settings)), build_embeddings(settings))
+        chat_model = build_chat_model(settings)
+        if chat_model is not None:
+            logger.info("LLM answers from %s (model %r)", settings.llm_base_url, settings.llm_model or "default")
+        store = Store(client, collection_suffix(settings))
+        return cls(settings, store, build_embeddings(settings), chat_model)
 
     def chunk_count(self) -> int:
         """How many chunks the index holds."""
@@ -103,12 +130,26 @@ class Assistant:
         return answer
 
     def stream(self, question: object, history: Sequence[Turn] = ()) -> Iterator[str | Answer]:
-        """Yield pieces of the answer text as they are ready, then the final Answer."""
-        answer = self._answer(question, history)
-        yield from re.split(r"(?<=\n)", answer.answer)
+        """Yield pieces of the answer text as they are ready, then the final Answer.
+
+        Without a chat model the pieces are the extractive answer's lines. With one they are
+        the model's text deltas as they arrive; the post-check may then drop sentences,
+        renumber markers or replace the text with the extractive answer (with a `notice`),
+        so the final Answer is authoritative: render it in place of the streamed text.
+        """
+        grounds = self._ground(question, history)
+        if isinstance(grounds, Answer):
+            answer = grounds
+        elif self.chat_model is None:
+            answer = self._extractive(grounds)
+        else:
+            yield from self._generate(self.chat_model, grounds)
+            return
+        yield from _lines(answer.answer)
         yield answer
 
-    def _answer(self, question: object, history: Sequence[Turn]) -> Answer:
+    def _ground(self, question: object, history: Sequence[Turn]) -> Answer | _Grounds:
+        """The gates and retrieval: a refusal, or the passages to answer from."""
         text = normalise_question(question, self.settings.max_question_chars)
         if is_clinical_request(text):
             logger.info("refused (clinical): %.80s", text)
@@ -121,5 +162,34 @@ class Assistant:
         if evidence < self.settings.min_evidence:
             logger.info("refused (weak evidence %.3f): %.80s", evidence, text)
             return refuse(text, OUT_OF_SCOPE, query)
-        query_vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
-        return compose_extractive(text, query_vector, passages, standalone=query)
+        return _Grounds(text, query, passages)
+
+    def _extractive(self, grounds: _Grounds) -> Answer:
+        query_vector = np.asarray(self.embedder.embed_query(grounds.query), dtype=np.float32)
+        return compose_extractive(grounds.question, query_vector, grounds.passages, standalone=grounds.query)
+
+    def _generate(self, model: BaseChatModel, grounds: _Grounds) -> Iterator[str | Answer]:
+        """Stream the model's answer, then check it; any failure falls back to the extractive answer."""
+        pieces: list[str] = []
+        messages = build_messages(grounds.query, grounds.passages)
+        try:
+            for delta in stream_reply(model, messages, self.settings.llm_timeout):
+                pieces.append(delta)
+                yield delta
+        except LLMError as exc:
+            logger.warning("LLM failed, answering extractively: %s", exc)
+            fallback = dataclasses.replace(self._extractive(grounds), notice=UNAVAILABLE_NOTICE)
+            if not pieces:
+                yield from _lines(fallback.answer)
+            yield fallback
+            return
+        answer = check_reply(grounds.question, "".join(pieces), grounds.passages, standalone=grounds.query)
+        if answer is None:
+            logger.warning("LLM answer had no valid citation, answering extractively: %.80s", grounds.question)
+            answer = dataclasses.replace(self._extractive(grounds), notice=UNGROUNDED_NOTICE)
+        yield answer
+
+
+def _lines(text: str) -> list[str]:
+    """A text in line-sized pieces (the extractive answer is ready all at once)."""
+    return re.split(r"(?<=\n)", text)

@@ -7,6 +7,7 @@ the post-check, the fallback. Nothing is mocked.
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import itertools
 import json
 import logging
@@ -15,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -287,3 +289,30 @@ def test_cli_refusals_match_the_extractive_mode(corpus_index: Path, tmp_path: Pa
     assert [a["refused"] for a in with_model] == [a["refused"] for a in without]
     assert all(a["refused"] for a in with_model[6 : 6 + len(CLINICAL)])
     assert {a["mode"] for a in with_model if not a["refused"]} == {"llm"}
+
+
+@pytest.mark.server
+def test_app_streams_llm_deltas_and_api_ask_returns_the_checked_answer(corpus_index: Path, tmp_path: Path) -> None:
+    from appserver import post_json, start_app
+
+    with FakeLLM(token_delay=0.05) as paced:
+        app = start_app(corpus_index, tmp_path / "app", env=llm_env(paced.base_url), args=("--no-sync",))
+        try:
+            parts = urlsplit(app.url)
+            connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+            body = json.dumps({"question": QUESTION, "history": []})
+            connection.request("POST", "/api/stream", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            assert response.status == 200
+            lines = [(time.monotonic(), json.loads(line)) for line in response if line.strip()]
+            connection.close()
+            status, _, asked = post_json(app.url + "/api/ask", {"question": QUESTION})
+        finally:
+            app.stop()
+    *deltas, (done_at, last) = lines
+    assert {e["type"] for _, e in deltas} == {"delta"} and last["type"] == "answer"
+    assert len(deltas) > 5 and deltas[0][0] < done_at - 0.3, "deltas reach the browser while the model writes"
+    final = last["answer"]
+    assert final["mode"] == "llm" and "".join(e["text"] for _, e in deltas) == final["answer"]
+    assert status == 200 and asked["mode"] == "llm" and asked["answer"] == final["answer"]
+    assert [c["id"] for c in asked["citations"]] == list(dict.fromkeys(markers_in(asked["answer"]))) == [1, 2]

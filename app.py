@@ -93,7 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_api(ready, settings, limiter), ui.build_blocks(ready, FeedbackStore(settings.data_dir), limiter.allow)
     )
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False))
-    ready.add_done_callback(lambda done: setattr(server, "should_exit", done.exception() is not None))
+
+    def stop_on_failure(done: Future[Any]) -> None:
+        if done.exception() is not None:
+            server.should_exit = True
+
+    ready.add_done_callback(stop_on_failure)
     logger.info(
         "serving on http://%s:%d/ (the chat; /healthz turns 200 once the guides are loaded)", args.host, args.port
     )

@@ -119,9 +119,9 @@ def record_feedback(state: dict[str, Any], data: gr.LikeData, feedback: Feedback
     answer = state["answers"].get(index)
     if answer is None:
         return
-    liked = data.liked
-    rating = "like" if liked is True or str(liked).lower() == "like" else "dislike"
-    feedback.record(Feedback.from_answer(rating, answer))
+    if not isinstance(data.liked, bool):  # "" when a rating is taken back: nothing to store
+        return
+    feedback.record(Feedback.from_answer("like" if data.liked else "dislike", answer))
     gr.Info("Thanks, your feedback was saved.", duration=3)
 
 

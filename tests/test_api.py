@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from appserver import AppServer, post_json, request, start_app
+from appserver import PYTHON, ROOT, AppServer, free_port, post_json, request, start_app
 
 from assistant.rendering import source_link
 
@@ -169,10 +171,10 @@ def test_with_no_allowed_origins_only_this_origin_may_frame_or_call(server: AppS
     assert "ASSISTANT_ALLOWED_ORIGINS is empty" in server.log_text()
     _, headers, _ = request(server.url + "/embed")
     assert headers["content-security-policy"].endswith("frame-ancestors 'self'")
-    status, headers, body = post_json(
+    status, headers, refused = post_json(
         server.url + "/api/ask", {"question": "What is a CMD?"}, {"Origin": "http://127.0.0.1:1"}
     )
-    assert status == 403 and "access-control-allow-origin" not in headers
+    assert status == 403 and "access-control-allow-origin" not in headers and "origin" in refused["error"]
     status, _, _ = post_json(server.url + "/api/ask", {"question": "What is a CMD?"}, {"Origin": server.url})
     assert status == 200
 
@@ -191,3 +193,17 @@ def test_missing_index_is_built_from_the_corpus_first(tmp_path: Path) -> None:
         assert "ingesting" in app.log_text()
     finally:
         app.stop()
+
+
+def test_an_unreachable_store_stops_the_app_with_status_3(tmp_path: Path) -> None:
+    env = {**os.environ, "ASSISTANT_CHROMA_HOST": "127.0.0.1", "ASSISTANT_CHROMA_PORT": str(free_port())}
+    result = subprocess.run(
+        [PYTHON, str(ROOT / "app.py"), "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 3
+    assert "cannot start the assistant" in result.stderr

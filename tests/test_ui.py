@@ -105,8 +105,9 @@ def test_like_and_dislike_are_stored(ready: Future[Assistant], tmp_path: Path) -
     store = FeedbackStore(tmp_path)
     record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": True}), store)
     record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": False}), store)
+    record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": ""}), store)
     rows = store.rows()
-    assert [r["rating"] for r in rows] == ["like", "dislike"]
+    assert [r["rating"] for r in rows] == ["like", "dislike"]  # taking a rating back stores nothing
     assert rows[0]["question"] == "What is the CMD credential?" and json.loads(rows[0]["citations"])
 
 

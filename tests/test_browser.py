@@ -186,3 +186,20 @@ def test_hostile_guides_and_questions_never_run_script(browser: Browser, hostile
     assert source.locator("a[href^='javascript:'], img, iframe, svg, script:not([src])").count() == 0
     assert dialogs == []
     context.close()
+
+
+def test_the_embed_page_never_runs_script_from_guides_or_questions(browser: Browser, hostile_server: AppServer) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(hostile_server.url + "/embed", wait_until="load")
+    page.locator("#question").fill(HOSTILE_QUESTION)
+    page.locator("#send").click()
+    answer = page.locator(".message.assistant").last
+    expect(answer.locator("a.cite").first).to_be_visible(timeout=60_000)
+    answer.locator("details.sources summary").click()
+    expect(answer).to_contain_text("<script>")  # the hostile title, shown as text
+    expect(page.locator(".message.user")).to_contain_text("<img src=x onerror=")
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("#log img, #log svg, #log iframe, #log script, #log a[href^='javascript:']").count() == 0
+    context.close()

@@ -177,7 +177,9 @@ def test_attributes_are_data_and_the_host_css_cannot_reach_the_widget(page: Page
     expect(page.get_by_role("button", name="Open chat: Advisors <img")).to_be_visible()  # labelled for screen readers
     expect(button).to_contain_text("<img")  # the title is shown as text...
     assert page.evaluate("window.__xss") is None  # ...and never parsed
-    style = button.evaluate("b => { const s = getComputedStyle(b); return [s.backgroundColor, s.fontSize, s.fontFamily]; }")
+    style = button.evaluate(
+        "b => { const s = getComputedStyle(b); return [s.backgroundColor, s.fontSize, s.fontFamily]; }"
+    )
     assert style[0] == "rgb(0, 170, 119)" and style[1] == "15px" and "Comic" not in style[2]
     assert page.locator("#own-button").evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(255, 0, 0)"
     box = button.bounding_box()
@@ -227,9 +229,13 @@ def test_headers_frame_ancestors_and_cors_for_exactly_the_listed_origin(sites: S
     assert status == 200 and headers["access-control-allow-origin"] == sites.allowed
     status, headers, _ = request(sites.app.url + "/api/ask", "OPTIONS", headers={"Origin": sites.denied, **preflight})
     assert status >= 400 and "access-control-allow-origin" not in headers
-    status, headers, body = post_json(sites.app.url + "/api/ask", {"question": "What is a CMD?"}, {"Origin": sites.denied})
+    status, headers, body = post_json(
+        sites.app.url + "/api/ask", {"question": "What is a CMD?"}, {"Origin": sites.denied}
+    )
     assert status == 403 and "access-control-allow-origin" not in headers and "origin" in body["error"]
-    status, headers, _ = post_json(sites.app.url + "/api/ask", {"question": "What is a CMD?"}, {"Origin": sites.allowed})
+    status, headers, _ = post_json(
+        sites.app.url + "/api/ask", {"question": "What is a CMD?"}, {"Origin": sites.allowed}
+    )
     assert status == 200 and headers["access-control-allow-origin"] == sites.allowed
     assert f"allowed from this origin and {sites.allowed}" in sites.app.log_text()
 

@@ -56,6 +56,12 @@ _INJECTION = re.compile(
     r"|you are now\b|system prompt|act as\b|pretend (to be|you)",
     re.IGNORECASE,
 )
+# An instruction planted in a guide: quoted or obeyed, it would speak with the guide's authority.
+_ORDERS = re.compile(
+    r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}\b(instructions|rules|prompts?)\b"
+    r"|\byou are now\b|\bsystem prompt\b|\bnew instructions\b|\bdo not cite\b",
+    re.IGNORECASE,
+)
 _MARKDOWN = [
     (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # links -> their text
     (re.compile(r"[*_`]{1,3}([^*_`]+)[*_`]{1,3}"), r"\1"),  # emphasis and code
@@ -136,6 +142,24 @@ def is_clinical_request(question: str) -> bool:
     return bool(_PERSON.search(question) and re.search(r"\b(give|take|treat|prescribe|diagnose)\b", question, re.I))
 
 
+def planted_instructions(text: str) -> list[tuple[int, int]]:
+    """Spans of a guide's text that give orders: from such a sentence to the end of its paragraph."""
+    spans = []
+    for match in _ORDERS.finditer(text):
+        begin = match.start()
+        start = max(text.rfind(". ", 0, begin) + 1, text.rfind("\n", 0, begin) + 1, 0)
+        end = text.find("\n\n", begin)
+        spans.append((start, end if end != -1 else len(text)))
+    return spans
+
+
+def without_planted_instructions(text: str) -> str:
+    """The text with its planted instructions cut out (see planted_instructions)."""
+    for start, end in reversed(planted_instructions(text)):
+        text = text[:start] + " " + text[end:]
+    return text
+
+
 def strip_injection(question: str) -> str:
     """Remove instruction-like phrases so they neither steer retrieval nor the LLM."""
     return _INJECTION.sub(" ", question).strip(" .,;:!-")
@@ -173,7 +197,10 @@ def _candidates(
     for rank, passage in enumerate(passages):
         chunk = passage.chunk
         intro = ""
+        planted = planted_instructions(chunk.text)
         for (begin, end), vector in zip(chunk.spans, chunk.sentence_vectors):
+            if any(begin < stop and end > start for start, stop in planted):
+                continue
             raw = chunk.text[begin:end]
             quote = clean_sentence(raw)
             is_item = bool(_LIST_ITEM.match(raw))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from assistant.answer import clean_sentence
+from assistant.answer import clean_sentence, planted_instructions, without_planted_instructions
 from assistant.citations import Answer, Citation, markers_in, renumber
 from assistant.errors import LLMError
 from assistant.retrieval import Passage
@@ -83,11 +83,6 @@ _NOT_COVERED = re.compile(
 )
 # Orders aimed at the assistant. Narrower than the question filter in answer.py on purpose:
 # guides legitimately say "act as a liaison", and support must not be taken from them for that.
-_ORDERS = re.compile(
-    r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}\b(instructions|rules|prompts?)\b"
-    r"|\byou are now\b|\bsystem prompt\b|\bnew instructions\b|\bdo not cite\b",
-    re.IGNORECASE,
-)
 _WORD = re.compile(r"[a-z0-9$]+(?:[.-][a-z0-9]+)*")
 _SUFFIX = re.compile(r"(ing|ed|es|s|ly)$")
 _FILLER_WORDS = (
@@ -167,7 +162,7 @@ class _Sentence:
 
 def check_reply(question: str, reply: str, passages: Sequence[Passage], standalone: str = "") -> Answer | None:
     """The model's reply as a checked, cited Answer; None when no valid citation survives."""
-    support = [_terms(_without_instructions(p.chunk.text)) for p in passages]
+    support = [_terms(without_planted_instructions(p.chunk.text)) for p in passages]
     asked = _terms(standalone or question)
     text = _MARKER_GROUP.sub(lambda m: "".join(f"[{n.strip()}]" for n in m.group(1).split(",")), reply)
     lines: list[str] = []
@@ -224,7 +219,7 @@ def _check_sentence(sentence: str, count: int, support: list[set[str]], asked: s
     cited = tuple(dict.fromkeys(n for n in markers_in(sentence) if 1 <= n <= count))
     cleaned = renumber(sentence, {n: n for n in cited}).strip()
     claim = clean_sentence(re.sub(r"\[\d{1,3}\]", " ", cleaned))
-    if _ORDERS.search(claim):
+    if planted_instructions(claim):
         return None
     if not cited:
         return _Sentence(cleaned, ()) if _NOT_COVERED.search(claim) else None
@@ -245,15 +240,6 @@ def _sentences(text: str) -> list[str]:
         start = match.end()
     out.append(text[start:])
     return [s.strip() for s in out if s.strip()]
-
-
-def _without_instructions(text: str) -> str:
-    """The text minus what a planted instruction says: from its sentence to the paragraph end."""
-    for begin in reversed([m.start() for m in _ORDERS.finditer(text)]):
-        start = max(text.rfind(". ", 0, begin) + 1, text.rfind("\n", 0, begin) + 1, 0)
-        end = text.find("\n\n", begin)
-        text = text[:start] + " " + (text[end:] if end != -1 else "")
-    return text
 
 
 def _terms(text: str) -> set[str]:

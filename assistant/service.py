@@ -10,9 +10,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +34,14 @@ from assistant.answer import (
 from assistant.citations import Answer
 from assistant.config import Settings
 from assistant.conversation import Turn, standalone_question
+from assistant.documents import Document
 from assistant.errors import InputError, LLMError
 from assistant.generation import UNAVAILABLE_NOTICE, UNGROUNDED_NOTICE, build_messages, check_reply, stream_reply
 from assistant.locking import write_lock
 from assistant.models import SentenceEmbeddings, build_chat_model, build_embeddings
 from assistant.retrieval import Passage, Retriever
-from assistant.store import DocumentRecord, Store, build_client, collection_suffix
-from assistant.sync import Progress, SyncReport, sync_paths
+from assistant.store import DocumentRecord, Store, build_client, collection_suffix, index_settings
+from assistant.sync import Progress, SyncReport, sync_documents, sync_paths
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -91,6 +94,9 @@ class Assistant:
         self.embedder = embedder
         self.retriever = Retriever(store, embedder)
         self.chat_model = chat_model  # None: extractive answers only
+        self.serving = False  # set by the app: a sync then gives in-flight questions time to finish
+        self._ingest_lock = threading.Lock()
+        self._held: contextlib.ExitStack | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, create: bool = False) -> Assistant:
@@ -99,22 +105,64 @@ class Assistant:
         chat_model = build_chat_model(settings)
         if chat_model is not None:
             logger.info("LLM answers from %s (model %r)", settings.llm_base_url, settings.llm_model or "default")
-        store = Store(client, collection_suffix(settings))
+        store = Store(client, collection_suffix(settings), index_settings(settings))
         return cls(settings, store, build_embeddings(settings), chat_model)
 
     def chunk_count(self) -> int:
         """How many chunks the index holds."""
         return self.store.count()
 
-    def ingest(self, paths: Sequence[Path], progress: Progress | None = None) -> SyncReport:
-        """Sync files and folders into the index, then refresh retrieval."""
-        if self.settings.uses_chroma_server:
-            report = sync_paths(paths, self.store, self.embedder, self.settings, progress)
-        else:
-            with write_lock(Path(self.settings.index_dir), wait_seconds=0.0):
-                report = sync_paths(paths, self.store, self.embedder, self.settings, progress)
+    def hold_index(self) -> None:
+        """Take the embedded index's write lock for this process's lifetime (the app does this).
+
+        Another process that wants to ingest then hands the job over or waits (see ingest.py).
+        Raises IndexBusyError if another process holds it.
+        """
+        if self.settings.uses_chroma_server or self._held is not None:
+            return
+        stack = contextlib.ExitStack()
+        stack.enter_context(write_lock(Path(self.settings.index_dir)))
+        self._held = stack
+
+    def release_index(self) -> None:
+        """Give the write lock back (at shutdown)."""
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+    def ingest(self, paths: Sequence[Path], progress: Progress | None = None, wait_seconds: float = 0.0) -> SyncReport:
+        """Sync files and folders into the index; questions see each document wholly old or new."""
+        grace = 1.5 if (self.serving or self.settings.uses_chroma_server) else 0.0
+        with self._ingest_lock, contextlib.ExitStack() as stack:
+            if self._held is None and not self.settings.uses_chroma_server:
+                stack.enter_context(write_lock(Path(self.settings.index_dir), wait_seconds))
+            report = sync_paths(
+                paths,
+                self.store,
+                self.embedder,
+                self.settings,
+                progress,
+                on_switch=lambda: self.retriever.refresh(force=True),
+                grace_seconds=grace,
+            )
         self.retriever.refresh()
         return report
+
+    def add_document(self, doc: Document) -> int:
+        """Add or replace one already-parsed document (an admin upload); returns 1 if it changed."""
+        grace = 1.5 if (self.serving or self.settings.uses_chroma_server) else 0.0
+        with self._ingest_lock, contextlib.ExitStack() as stack:
+            if self._held is None and not self.settings.uses_chroma_server:
+                stack.enter_context(write_lock(Path(self.settings.index_dir)))
+            changed = sync_documents(
+                [doc],
+                self.store,
+                self.embedder,
+                self.settings,
+                on_switch=lambda: self.retriever.refresh(force=True),
+                grace_seconds=grace,
+            )
+        return changed
 
     def document(self, source: str) -> tuple[DocumentRecord, str] | None:
         """An ingested document's record and full text (None when there is no such source)."""

@@ -94,6 +94,30 @@ def collection_suffix(settings: Settings) -> str:
     return f"{slug}-c{settings.chunk_size}o{settings.chunk_overlap}"
 
 
+def index_settings(settings: Settings) -> dict[str, Any]:
+    """The settings an index depends on, stored with it."""
+    return {
+        "embedding_model": settings.embedding_model,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+    }
+
+
+def list_indexes(client: Any) -> dict[str, dict[str, Any]]:
+    """Every index in a Chroma database: suffix -> the settings that built it."""
+    with _translated():
+        collections = client.list_collections()
+    return {c.name[len("docs-") :]: dict(c.metadata or {}) for c in collections if c.name.startswith("docs-")}
+
+
+def drop_index(client: Any, suffix: str) -> None:
+    """Delete an index's two collections."""
+    for name in (f"chunks-{suffix}", f"docs-{suffix}"):
+        with _translated(), contextlib.suppress(Exception):
+            client.delete_collection(name)
+    logger.info("removed the index %s", suffix)
+
+
 @contextlib.contextmanager
 def _translated() -> Iterator[None]:
     """Turn a lost connection to a Chroma server into StoreUnavailableError."""
@@ -120,14 +144,16 @@ class Store:
         hits = store.search(query_vector, k=20)
     """
 
-    def __init__(self, client: Any, suffix: str) -> None:
+    def __init__(self, client: Any, suffix: str, settings: dict[str, Any] | None = None) -> None:
         self.client = client
         self.suffix = suffix
         with _translated():
             self.chunks = client.get_or_create_collection(
                 f"chunks-{suffix}", embedding_function=None, configuration={"hnsw": HNSW}
             )
-            self.docs = client.get_or_create_collection(f"docs-{suffix}", embedding_function=None)
+            # The docs collection remembers the settings that built the index, so an index built
+            # with another model or chunking can keep serving while its replacement is built.
+            self.docs = client.get_or_create_collection(f"docs-{suffix}", embedding_function=None, metadata=settings)
 
     # --- chunks -------------------------------------------------------------------------
 

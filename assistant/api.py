@@ -157,7 +157,10 @@ def build_api(ready: Future[Assistant], settings: Settings, limiter: RateLimiter
             failed = ready.done() and ready.exception() is not None
             status = {"status": "error", "error": str(ready.exception())} if failed else {"status": "starting"}
             return JSONResponse(status, status_code=503)
-        return JSONResponse({"status": "ok", "chunks": current.chunk_count()})
+        try:
+            return JSONResponse({"status": "ok", "chunks": current.chunk_count()})
+        except AssistantError as exc:  # e.g. the Chroma server went away
+            return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
 
     def guarded(request: Request) -> Response | None:
         """A refusal for a cross-origin caller not allowed, or a client over its rate limit; else None."""
@@ -200,6 +203,9 @@ def build_api(ready: Future[Assistant], settings: Settings, limiter: RateLimiter
             return _error(400, str(exc))
         except StoreUnavailableError as exc:
             return _error(503, str(exc))
+        except AssistantError as exc:
+            logger.error("answer failed: %s", exc)
+            return _error(500, str(exc))
         return JSONResponse(answer.to_json())
 
     @app.post("/api/stream")
@@ -218,6 +224,9 @@ def build_api(ready: Future[Assistant], settings: Settings, limiter: RateLimiter
             return _error(400, str(exc))
         except StoreUnavailableError as exc:
             return _error(503, str(exc))
+        except AssistantError as exc:
+            logger.error("answer failed: %s", exc)
+            return _error(500, str(exc))
         return StreamingResponse(
             iterate_in_threadpool(_ndjson(first, events)),
             media_type="application/x-ndjson",
@@ -230,7 +239,10 @@ def build_api(ready: Future[Assistant], settings: Settings, limiter: RateLimiter
         current = assistant()
         if current is None:
             return HTMLResponse(_message_page("Starting", "The assistant is starting."), 503, headers)
-        found = current.document(source) if is_source_id(source) else None
+        try:
+            found = current.document(source) if is_source_id(source) else None
+        except StoreUnavailableError:
+            return HTMLResponse(_message_page("Unavailable", "The guides cannot be read right now."), 503, headers)
         if found is None:
             page = _message_page("Not found", "There is no ingested guide at this address.")
             return HTMLResponse(page, 404, headers)

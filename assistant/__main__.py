@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--pid", type=int, help="the app's process id, to sample its memory")
     load.add_argument("--json", action="store_true", help="print the figures as one JSON object")
 
+    calib = sub.add_parser("calibrate", help="choose the refusal threshold from in-scope and off-topic questions")
+    calib.add_argument("--index", type=Path, help="index of the shipped corpus (default: ASSISTANT_INDEX_DIR)")
+    calib.add_argument("--in-scope", type=Path, default=Path("tests/gold_questions.jsonl"))
+    calib.add_argument("--off-topic", type=Path, default=Path("tests/offtopic_questions.jsonl"))
+
     feedback = sub.add_parser("feedback", help="likes and dislikes given in the chat")
     feedback.add_argument("action", choices=["export"], help="export: print every rating")
     feedback.add_argument("--csv", action="store_true", help="as CSV (the default and only format for now)")
@@ -72,6 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             figures = run_loadtest(args.url, args.clients, args.seconds, args.pid)
             print(json.dumps(figures) if args.json else json.dumps(figures, indent=2))
             return 1 if figures["errors"] else 0
+        if args.command == "calibrate":
+            from assistant.calibration import calibrate
+            from assistant.service import Assistant
+
+            print(json.dumps(calibrate(Assistant.from_settings(settings), args.in_scope, args.off_topic), indent=2))
+            return 0
         if args.command == "bench":
             return _bench(args, settings)
         if args.command == "eval-beir":

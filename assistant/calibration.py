@@ -1,0 +1,53 @@
+"""Calibrating the "the guides don't cover this" gate on in-scope and off-topic questions.
+
+In-scope questions are the gold set (tests/gold_questions.jsonl), written from the guides;
+off-topic ones are tests/offtopic_questions.jsonl. The clinical gate runs first, so gold
+questions that ask for clinical advice are left out. The threshold chosen is the one with the
+fewest mistakes, ties broken by the widest margin.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from assistant.answer import evidence_score, is_clinical_request
+from assistant.service import Assistant
+
+
+def _scores(assistant: Assistant, path: Path) -> list[float]:
+    scores = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        question = str(json.loads(line)["question"])
+        if is_clinical_request(question):
+            continue
+        passages = assistant.retriever.retrieve(question, assistant.settings.top_k)
+        scores.append(evidence_score(passages, assistant.retriever.coverage(question, passages)))
+    return scores
+
+
+def calibrate(assistant: Assistant, in_scope: Path, off_topic: Path) -> dict[str, Any]:
+    """Evidence scores of both sets and the best threshold between them."""
+    good, bad = _scores(assistant, in_scope), _scores(assistant, off_topic)
+    best: tuple[int, float, float] | None = None
+    for step in range(0, 101):
+        threshold = step / 100
+        mistakes = sum(s < threshold for s in good) + sum(s >= threshold for s in bad)
+        margin = min([s - threshold for s in good if s >= threshold] + [threshold - s for s in bad if s < threshold])
+        if best is None or (mistakes, -margin) < (best[0], -best[2]):
+            best = (mistakes, threshold, margin)
+    assert best is not None
+    return {
+        "threshold": best[1],
+        "mistakes": best[0],
+        "in_scope": len(good),
+        "in_scope_refused_at_threshold": sum(s < best[1] for s in good),
+        "off_topic": len(bad),
+        "off_topic_answered_at_threshold": sum(s >= best[1] for s in bad),
+        "current_setting": assistant.settings.min_evidence,
+        "in_scope_lowest": sorted(round(s, 3) for s in good)[:5],
+        "off_topic_highest": sorted(round(s, 3) for s in bad)[-5:],
+    }

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -81,10 +82,22 @@ def build_client(settings: Settings, create: bool = True) -> Any:
                 f"cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port}: {exc}"
             ) from exc
     index_dir = Path(settings.index_dir)
+    if index_dir.exists() and not index_dir.is_dir():
+        raise StoreUnavailableError(f"the index path {index_dir} is a file, not a folder; point --index elsewhere")
     if not create and not (index_dir / "chroma.sqlite3").exists():
         raise IndexMissingError(f"no index at {index_dir}/; run `python ingest.py` first")
-    index_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(index_dir), settings=chroma_settings)
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        if create and not os.access(index_dir, os.W_OK):
+            raise PermissionError(f"{index_dir} is not writable")
+        client = chromadb.PersistentClient(path=str(index_dir), settings=chroma_settings)
+        client.list_collections()  # opens the database now, so a broken one fails here
+    except Exception as exc:
+        raise StoreUnavailableError(
+            f"cannot open the index at {index_dir}/ ({exc}); check its permissions, "
+            "or move it away and run `python ingest.py` to rebuild it"
+        ) from exc
+    return client
 
 
 def collection_suffix(settings: Settings) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from assistant.chunking import chunk_document
 from assistant.documents import load_document
-from assistant.errors import IndexMissingError
+from assistant.errors import IndexMissingError, StoreUnavailableError
 from assistant.models import SentenceEmbeddings
 from assistant.store import DocumentRecord, Store, build_client, collection_suffix
 from assistant.sync import embed_chunks
@@ -76,3 +76,15 @@ def test_collection_names_keep_models_and_chunkings_apart(tmp_path: Path) -> Non
 def test_opening_a_missing_index_names_the_fix(tmp_path: Path) -> None:
     with pytest.raises(IndexMissingError, match=r"python ingest\.py"):
         build_client(settings_for(tmp_path / "nothing"), create=False)
+
+
+def test_an_unusable_index_path_gives_a_clear_error_naming_it(tmp_path: Path) -> None:
+    a_file = tmp_path / "index-file"
+    a_file.write_text("not a folder")
+    with pytest.raises(StoreUnavailableError, match="is a file, not a folder"):
+        build_client(settings_for(a_file))
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "chroma.sqlite3").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreUnavailableError, match=str(corrupt)):
+        build_client(settings_for(corrupt), create=False)

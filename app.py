@@ -27,8 +27,8 @@ logger = logging.getLogger("app")
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="app.py", description="Serve the Medical Director Onboarding Assistant.")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--host", help="interface to listen on (default: ASSISTANT_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: ASSISTANT_PORT or 7860)")
     parser.add_argument("--index", type=Path, help="index folder (default: ASSISTANT_INDEX_DIR or .index/)")
     parser.add_argument("--no-sync", action="store_true", help="serve the index as it is; skip the start-up sync")
     parser.add_argument("--verbose", action="store_true", help="log debug details")
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from assistant.errors import AssistantError
 
     try:
-        settings = load_settings(os.environ, index_dir=args.index)
+        settings = load_settings(os.environ, index_dir=args.index, host=args.host, port=args.port)
     except AssistantError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -92,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = ui.mount(
         build_api(ready, settings, limiter), ui.build_blocks(ready, FeedbackStore(settings.data_dir), limiter.allow)
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    )
 
     def stop_on_failure(done: Future[Any]) -> None:
         if done.exception() is not None:
@@ -100,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ready.add_done_callback(stop_on_failure)
     logger.info(
-        "serving on http://%s:%d/ (the chat; /healthz turns 200 once the guides are loaded)", args.host, args.port
+        "serving on http://%s:%d/ (the chat; /healthz turns 200 once the guides are loaded)",
+        settings.host,
+        settings.port,
     )
     server.run()
     return 3 if ready.done() and ready.exception() is not None else 0

@@ -52,6 +52,8 @@ class Settings:
     )
     rate_limit: int = _describe(20, "Questions per client per minute on the public routes.")
     admin_token: str = _describe("", "Bearer token for the admin routes; empty: admin routes disabled.")
+    host: str = _describe("127.0.0.1", "Interface app.py listens on (--host overrides).")
+    port: int = _describe(7860, "Port app.py listens on (--port overrides).")
 
     @property
     def uses_chroma_server(self) -> bool:

@@ -178,6 +178,7 @@ def build_blocks(ready: Future[Assistant], feedback: FeedbackStore, allow: Calla
         with gr.Row(equal_height=True):
             box = gr.Textbox(
                 elem_id="question",
+                label="Your question",
                 show_label=False,
                 placeholder="Ask about the medical director role…",
                 lines=1,

@@ -88,12 +88,15 @@ def page(browser: Browser, server: AppServer) -> Iterator[Page]:
     context.close()
 
 
-def ask(page: Page, question: str) -> None:
-    """Type a question, send it with Enter, and wait until the answer has finished streaming."""
+def ask(page: Page, question: str, button: bool = False) -> None:
+    """Type a question, send it (Enter or the Ask button), and wait until the answer has finished streaming."""
     answers = page.locator("#chat .answer:not(.streaming)")
     before = answers.count()
     page.locator("#question textarea").fill(question)
-    page.keyboard.press("Enter")
+    if button:
+        page.locator("#ask").click()
+    else:
+        page.keyboard.press("Enter")
     expect(answers).to_have_count(before + 1, timeout=60_000)
 
 
@@ -104,6 +107,7 @@ def network_urls(page: Page) -> list[str]:
 def test_a_streamed_answer_with_citations_opens_the_highlighted_source(page: Page, server: AppServer) -> None:
     page.goto(server.url + "/", wait_until="load")
     expect(page.locator("#no-advice")).to_contain_text("no clinical or medical advice")
+    expect(page.get_by_label("Your question")).to_be_visible()  # labelled for screen readers
     ask(page, "How long is residency?")
     assert page.evaluate("window.__sawStreaming") is True
     answer = page.locator("#chat .answer").last
@@ -132,7 +136,7 @@ def test_a_streamed_answer_with_citations_opens_the_highlighted_source(page: Pag
 def test_a_follow_up_shows_the_rewritten_question(page: Page, server: AppServer) -> None:
     page.goto(server.url + "/", wait_until="load")
     ask(page, "What is residency?")
-    ask(page, "How long does that take?")
+    ask(page, "How long does that take?", button=True)
     answer = page.locator("#chat .answer").last
     answer.locator("details.sources summary").click()
     expect(answer.locator(".rewritten")).to_contain_text("residency")

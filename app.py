@@ -16,11 +16,13 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.logsetup import configure_logging, offline_environment
+
+if TYPE_CHECKING:
+    from assistant.slot import AssistantSlot
 
 logger = logging.getLogger("app")
 
@@ -35,31 +37,58 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_assistant(settings: Any, ready: Future[Any], sync: bool) -> None:
-    """Open (or first build) the index and resolve `ready` with the Assistant, or with the error."""
+def load_assistant(settings: Any, ready: AssistantSlot, sync: bool) -> None:
+    """Open (or first build) the index and put the Assistant in `ready`, or the error.
+
+    With a new embedding model or chunking, the old index serves while the new one is built,
+    and the app switches when it is complete (assistant/migration.py).
+    """
     started = time.perf_counter()
     try:
-        from assistant.errors import IndexBusyError, IndexMissingError
-        from assistant.service import Assistant
+        from assistant.admin import announce_app
+        from assistant.locking import holds
 
-        try:
-            assistant = Assistant.from_settings(settings)
-        except IndexMissingError:
-            logger.info("no index at %s yet: ingesting %s first", settings.index_dir, settings.corpus_dir)
-            assistant = Assistant.from_settings(settings, create=True)
-            report = assistant.ingest([settings.corpus_dir], progress=_progress)
-            logger.info("%s", report.summary())
-        else:
-            if sync and Path(settings.corpus_dir).is_dir():
-                try:
-                    logger.info("%s", assistant.ingest([settings.corpus_dir], progress=_progress).summary())
-                except IndexBusyError as exc:
-                    logger.warning("start-up sync skipped: %s", exc)
+        assistant, rebuild = _open(settings, sync)
         ready.set_result(assistant)
+        if not settings.uses_chroma_server and holds(Path(settings.index_dir)):
+            announce_app(Path(settings.index_dir), f"http://{settings.host}:{settings.port}")
         logger.info("ready: %d chunks in the index (%.1f s)", assistant.chunk_count(), time.perf_counter() - started)
+        if rebuild is not None:
+            logger.info("building the index for the new settings in the background; the old one serves meanwhile")
+            new = rebuild()
+            new.serving = True
+            ready.replace(new)
+            logger.info("switched to the rebuilt index: %d chunks", new.chunk_count())
     except Exception as exc:
         logger.error("cannot start the assistant: %s", exc)
-        ready.set_exception(exc)
+        if not ready.done():
+            ready.set_exception(exc)
+
+
+def _open(settings: Any, sync: bool) -> tuple[Any, Any]:
+    """The Assistant to serve and the rebuild to run (or None); takes the index's write lock if free."""
+    from assistant.errors import IndexBusyError
+    from assistant.migration import plan
+
+    opened = plan(settings)
+    assistant = opened.serving
+    assistant.serving = True
+    try:
+        assistant.hold_index()
+    except IndexBusyError:
+        if assistant.store.generation() == 0:  # nothing to serve yet: wait for the other writer
+            assistant.hold_index(wait_seconds=600)
+        else:
+            logger.warning("another process writes %s: serving it as it is (no start-up sync)", settings.index_dir)
+            return assistant, None
+    if opened.rebuild is not None:
+        return assistant, opened.rebuild
+    if assistant.store.generation() == 0:
+        logger.info("no index at %s yet: ingesting %s first", settings.index_dir, settings.corpus_dir)
+        logger.info("%s", assistant.ingest([settings.corpus_dir], progress=_progress).summary())
+    elif sync and Path(settings.corpus_dir).is_dir():
+        logger.info("%s", assistant.ingest([settings.corpus_dir], progress=_progress).summary())
+    return assistant, None
 
 
 def _progress(done: int, total: int) -> None:
@@ -73,13 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     from assistant.config import load_settings
     from assistant.errors import AssistantError
+    from assistant.slot import AssistantSlot
 
     try:
         settings = load_settings(os.environ, index_dir=args.index, host=args.host, port=args.port)
     except AssistantError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    ready: Future[Any] = Future()
+    ready = AssistantSlot()
     threading.Thread(target=load_assistant, args=(settings, ready, not args.no_sync), daemon=True).start()
 
     import uvicorn
@@ -96,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     )
 
-    def stop_on_failure(done: Future[Any]) -> None:
+    def stop_on_failure(done: AssistantSlot) -> None:
         if done.exception() is not None:
             server.should_exit = True
 
@@ -106,7 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.host,
         settings.port,
     )
-    server.run()
+    try:
+        server.run()
+    finally:
+        if ready.done() and ready.exception() is None:
+            from assistant.admin import withdraw_app
+
+            ready.result().release_index()
+            withdraw_app(Path(settings.index_dir))
     return 3 if ready.done() and ready.exception() is not None else 0
 
 

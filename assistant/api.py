@@ -15,7 +15,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,12 +25,14 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assistant.admin import reingest, token_status, upload
 from assistant.citations import Answer
 from assistant.config import Settings
 from assistant.conversation import Turn
 from assistant.errors import AssistantError, InputError, StoreUnavailableError
 from assistant.rendering import source_page
 from assistant.service import Assistant
+from assistant.slot import AssistantSlot
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +100,18 @@ def embed_csp(origins: Sequence[str]) -> str:
 class Guard:
     """ASGI middleware: refuse oversized bodies (413) and add security headers to every response."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, upload_limit: int = ANY_MAX_BODY) -> None:
         self.app = app
+        self.upload_limit = upload_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = API_MAX_BODY if scope["path"].startswith("/api/") else ANY_MAX_BODY
+        if scope["path"] == "/api/admin/documents":
+            limit = self.upload_limit
+        else:
+            limit = API_MAX_BODY if scope["path"].startswith("/api/") else ANY_MAX_BODY
         length = dict(scope["headers"]).get(b"content-length", b"0")
         if not length.isdigit() or int(length) > limit:
             response = _error(413, f"the request body is over the {limit // 1024} KB limit")
@@ -127,7 +132,7 @@ class Guard:
         await self.app(scope, receive, send_with_headers)
 
 
-def build_api(ready: Future[Assistant], settings: Settings, limiter: RateLimiter) -> FastAPI:
+def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) -> FastAPI:
     """The FastAPI app with our routes; `ready` resolves to the Assistant once it is loaded."""
     app = FastAPI(title="Medical Director Onboarding Assistant", docs_url=None, redoc_url=None, openapi_url=None)
     origins = allowed_origins(settings)
@@ -143,7 +148,7 @@ def build_api(ready: Future[Assistant], settings: Settings, limiter: RateLimiter
         allow_headers=["Content-Type"],
         max_age=600,
     )
-    app.add_middleware(Guard)
+    app.add_middleware(Guard, upload_limit=int(settings.max_file_mb * 1_000_000) + 64 * 1024)
 
     def assistant() -> Assistant | None:
         if not ready.done() or ready.exception() is not None:
@@ -262,6 +267,73 @@ def build_api(ready: Future[Assistant], settings: Settings, limiter: RateLimiter
     def widget_js() -> Response:
         headers = {"Cache-Control": "public, max-age=300", "Cross-Origin-Resource-Policy": "cross-origin"}
         return FileResponse(WEB_DIR / "widget.js", media_type="text/javascript; charset=utf-8", headers=headers)
+
+    def admin_refusal(request: Request) -> Response | None:
+        status = token_status(settings, request.headers.get("authorization"))
+        if status == 404:
+            return _error(404, "admin routes are disabled; set ASSISTANT_ADMIN_TOKEN to enable them")
+        if status == 401:
+            return _error(
+                401, "a valid admin token is needed: Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
+            )
+        return None
+
+    @app.post("/api/admin/ingest")
+    async def admin_ingest(request: Request) -> Response:
+        refusal = admin_refusal(request)
+        if refusal is not None:
+            return refusal
+        current = assistant()
+        if current is None:
+            return _error(503, "the assistant is still starting; try again in a few seconds")
+        body = await _read_limited(request, API_MAX_BODY)
+        if body is None:
+            return _error(413, f"the request body is over the {API_MAX_BODY // 1024} KB limit")
+        try:
+            payload = json.loads(body or b"{}")
+            paths = payload.get("paths", []) if isinstance(payload, dict) else None
+            if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+                raise InputError('the body must be {} or {"paths": ["/folder/or/file", ...]}')
+            report = await run_in_threadpool(reingest, current, [Path(p) for p in paths])
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, 'the body must be {} or {"paths": ["/folder/or/file", ...]}')
+        except InputError as exc:
+            return _error(400, str(exc))
+        except AssistantError as exc:
+            return _error(503, str(exc))
+        return JSONResponse(report.to_json())
+
+    @app.post("/api/admin/documents")
+    async def admin_upload(request: Request) -> Response:
+        refusal = admin_refusal(request)
+        if refusal is not None:
+            return refusal
+        current = assistant()
+        if current is None:
+            return _error(503, "the assistant is still starting; try again in a few seconds")
+        limit = int(settings.max_file_mb * 1_000_000)
+        try:
+            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+                form = await request.form(max_files=1, max_fields=5, max_part_size=limit + 1)
+                upload_file = form.get("file")
+                if upload_file is None or isinstance(upload_file, str):
+                    raise InputError('send the guide as the multipart field "file"')
+                name, data = upload_file.filename or "", await upload_file.read()
+            else:
+                name = request.query_params.get("filename", "")
+                raw = await _read_limited(request, limit)
+                if raw is None:
+                    return _error(413, f"the file is over the {settings.max_file_mb:g} MB limit")
+                data = raw
+            report = await run_in_threadpool(upload, current, name, data)
+        except InputError as exc:
+            return _error(413 if "limit" in str(exc) else 400, str(exc))
+        except AssistantError as exc:
+            return _error(503, str(exc))
+        except Exception as exc:  # a malformed multipart body
+            logger.warning("admin upload refused: %s", type(exc).__name__)
+            return _error(400, 'the upload could not be read; send multipart/form-data with a "file" field')
+        return JSONResponse(report.to_json())
 
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
     return app

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from assistant import locking
 from assistant.answer import (
     CLINICAL,
     OUT_OF_SCOPE,
@@ -37,7 +38,6 @@ from assistant.conversation import Turn, standalone_question
 from assistant.documents import Document
 from assistant.errors import InputError, LLMError
 from assistant.generation import UNAVAILABLE_NOTICE, UNGROUNDED_NOTICE, build_messages, check_reply, stream_reply
-from assistant.locking import write_lock
 from assistant.models import SentenceEmbeddings, build_chat_model, build_embeddings
 from assistant.retrieval import Passage, Retriever
 from assistant.store import DocumentRecord, Store, build_client, collection_suffix, index_settings
@@ -96,7 +96,6 @@ class Assistant:
         self.chat_model = chat_model  # None: extractive answers only
         self.serving = False  # set by the app: a sync then gives in-flight questions time to finish
         self._ingest_lock = threading.Lock()
-        self._held: contextlib.ExitStack | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, create: bool = False) -> Assistant:
@@ -112,30 +111,26 @@ class Assistant:
         """How many chunks the index holds."""
         return self.store.count()
 
-    def hold_index(self) -> None:
-        """Take the embedded index's write lock for this process's lifetime (the app does this).
+    def hold_index(self, wait_seconds: float = 0.0) -> None:
+        """Take the embedded index's write lock until release_index (the app does this).
 
         Another process that wants to ingest then hands the job over or waits (see ingest.py).
-        Raises IndexBusyError if another process holds it.
+        Raises IndexBusyError if another process holds it past wait_seconds.
         """
-        if self.settings.uses_chroma_server or self._held is not None:
-            return
-        stack = contextlib.ExitStack()
-        stack.enter_context(write_lock(Path(self.settings.index_dir)))
-        self._held = stack
+        if not self.settings.uses_chroma_server:
+            locking.hold(Path(self.settings.index_dir), wait_seconds)
 
     def release_index(self) -> None:
         """Give the write lock back (at shutdown)."""
-        if self._held is not None:
-            self._held.close()
-            self._held = None
+        if not self.settings.uses_chroma_server:
+            locking.release(Path(self.settings.index_dir))
 
     def ingest(self, paths: Sequence[Path], progress: Progress | None = None, wait_seconds: float = 0.0) -> SyncReport:
         """Sync files and folders into the index; questions see each document wholly old or new."""
         grace = 1.5 if (self.serving or self.settings.uses_chroma_server) else 0.0
         with self._ingest_lock, contextlib.ExitStack() as stack:
-            if self._held is None and not self.settings.uses_chroma_server:
-                stack.enter_context(write_lock(Path(self.settings.index_dir), wait_seconds))
+            if not self.settings.uses_chroma_server:
+                stack.enter_context(locking.write_lock(Path(self.settings.index_dir), wait_seconds))
             report = sync_paths(
                 paths,
                 self.store,
@@ -152,8 +147,8 @@ class Assistant:
         """Add or replace one already-parsed document (an admin upload); returns 1 if it changed."""
         grace = 1.5 if (self.serving or self.settings.uses_chroma_server) else 0.0
         with self._ingest_lock, contextlib.ExitStack() as stack:
-            if self._held is None and not self.settings.uses_chroma_server:
-                stack.enter_context(write_lock(Path(self.settings.index_dir)))
+            if not self.settings.uses_chroma_server:
+                stack.enter_context(locking.write_lock(Path(self.settings.index_dir)))
             changed = sync_documents(
                 [doc],
                 self.store,

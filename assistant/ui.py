@@ -10,18 +10,21 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from fastapi import FastAPI
 
+from assistant.admin import reingest, token_status, upload
 from assistant.citations import Answer
 from assistant.conversation import Turn
+from assistant.documents import SUFFIXES
 from assistant.errors import AssistantError, InputError
 from assistant.feedback import Feedback, FeedbackStore
 from assistant.rendering import answer_html, partial_answer_html, user_html
 from assistant.service import Assistant, normalise_question
+from assistant.slot import AssistantSlot
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +72,7 @@ def new_state() -> dict[str, Any]:
 def respond(
     question: str,
     state: dict[str, Any],
-    ready: Future[Assistant],
+    ready: AssistantSlot,
     allow: Callable[[str], bool],
     client: str = "local",
 ) -> Iterator[tuple[Any, list[dict[str, str]], dict[str, Any]]]:
@@ -128,7 +131,7 @@ def record_feedback(state: dict[str, Any], data: gr.LikeData, feedback: Feedback
 def api_ask(
     question: str,
     history: list[dict[str, str]],
-    ready: Future[Assistant],
+    ready: AssistantSlot,
     allow: Callable[[str], bool],
     client: str = "local",
 ) -> dict[str, Any]:
@@ -145,7 +148,7 @@ def api_ask(
         raise gr.Error(html.escape(str(exc))) from exc
 
 
-def _ready(ready: Future[Assistant]) -> Assistant | None:
+def _ready(ready: AssistantSlot) -> Assistant | None:
     if ready.done() and ready.exception() is None:
         return ready.result()
     gr.Warning("The assistant is still starting (loading the guides); please try again in a few seconds.")
@@ -157,37 +160,89 @@ def _client(request: gr.Request | None) -> str:
     return str(getattr(client, "host", "unknown"))
 
 
-def build_blocks(ready: Future[Assistant], feedback: FeedbackStore, allow: Callable[[str], bool]) -> gr.Blocks:
+ADMIN_HELP = (
+    "Re-ingest the guides folder after editing it, or upload one guide (Markdown, text, HTML, PDF or "
+    "DOCX). Questions keep being answered while the index updates. Needs `ASSISTANT_ADMIN_TOKEN`."
+)
+
+
+def _admin(ready: AssistantSlot, token: str) -> Assistant:
+    assistant = _ready(ready)
+    if assistant is None:
+        raise gr.Error("The assistant is still starting; try again in a few seconds.")
+    status = token_status(assistant.settings, f"Bearer {token or ''}")
+    if status == 404:
+        raise gr.Error("Admin is disabled: start the app with ASSISTANT_ADMIN_TOKEN set.")
+    if status == 401:
+        raise gr.Error("That admin token is not right.")
+    return assistant
+
+
+def admin_reingest(ready: AssistantSlot, token: str) -> dict[str, Any]:
+    """Re-ingest the guides folder: the ingest summary."""
+    assistant = _admin(ready, token)
+    try:
+        return reingest(assistant).to_json()
+    except AssistantError as exc:
+        raise gr.Error(str(exc)) from exc
+
+
+def admin_upload(ready: AssistantSlot, token: str, path: str | None) -> dict[str, Any]:
+    """Save an uploaded guide into the guides folder and ingest it: the ingest summary."""
+    assistant = _admin(ready, token)
+    if not path:
+        raise gr.Error("Choose a file first.")
+    try:
+        return upload(assistant, Path(path).name, Path(path).read_bytes()).to_json()
+    except AssistantError as exc:
+        raise gr.Error(str(exc)) from exc
+
+
+def build_blocks(ready: AssistantSlot, feedback: FeedbackStore, allow: Callable[[str], bool]) -> gr.Blocks:
     """The chat page: intro and notice, chatbot with examples and feedback, question box, clear button."""
     with gr.Blocks(title=TITLE, analytics_enabled=False) as blocks:
         state = gr.State(new_state())
         gr.HTML(HEADER)
-        chatbot = gr.Chatbot(
-            elem_id="chat",
-            label="Conversation",
-            show_label=False,
-            render_markdown=False,
-            sanitize_html=True,
-            height="62vh",
-            layout="bubble",
-            buttons=["copy"],
-            feedback_options=("Like", "Dislike"),
-            examples=[{"text": q} for q in EXAMPLES],
-            placeholder="Ask a question, or pick an example.",
-        )
-        with gr.Row(equal_height=True):
-            box = gr.Textbox(
-                elem_id="question",
-                label="Your question",
-                show_label=False,
-                placeholder="Ask about the medical director role…",
-                lines=1,
-                max_lines=6,
-                scale=8,
-                autofocus=True,
-            )
-            ask = gr.Button("Ask", variant="primary", elem_id="ask", scale=1, min_width=80)
-            clear = gr.Button("Clear chat", elem_id="clear", scale=1, min_width=120)
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat-tab"):
+                chatbot = gr.Chatbot(
+                    elem_id="chat",
+                    label="Conversation",
+                    show_label=False,
+                    render_markdown=False,
+                    sanitize_html=True,
+                    height="62vh",
+                    layout="bubble",
+                    buttons=["copy"],
+                    feedback_options=("Like", "Dislike"),
+                    examples=[{"text": q} for q in EXAMPLES],
+                    placeholder="Ask a question, or pick an example.",
+                )
+                with gr.Row(equal_height=True):
+                    box = gr.Textbox(
+                        elem_id="question",
+                        label="Your question",
+                        show_label=False,
+                        placeholder="Ask about the medical director role…",
+                        lines=1,
+                        max_lines=6,
+                        scale=8,
+                        autofocus=True,
+                    )
+                    ask = gr.Button("Ask", variant="primary", elem_id="ask", scale=1, min_width=80)
+                    clear = gr.Button("Clear chat", elem_id="clear", scale=1, min_width=120)
+            with gr.Tab("Admin", id="admin-tab"):
+                gr.Markdown(ADMIN_HELP)
+                token = gr.Textbox(label="Admin token", type="password", elem_id="admin-token")
+                guide = gr.File(label="A guide to add or replace", file_types=sorted(SUFFIXES), type="filepath")
+                with gr.Row():
+                    upload_button = gr.Button("Upload and ingest", elem_id="admin-upload")
+                    reingest_button = gr.Button("Re-ingest all guides", elem_id="admin-reingest")
+                summary = gr.JSON(label="Ingest summary (failed files are listed with the reason)")
+                upload_button.click(
+                    lambda t, f: admin_upload(ready, t, f), [token, guide], summary, api_visibility="private"
+                )
+                reingest_button.click(lambda t: admin_reingest(ready, t), [token], summary, api_visibility="private")
 
         def answer(question: str, state: dict[str, Any], request: gr.Request) -> Iterator[Any]:
             yield from respond(question, state, ready, allow, _client(request))

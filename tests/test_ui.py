@@ -7,7 +7,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import Future
+from assistant.slot import AssistantSlot
 from pathlib import Path
 
 import gradio as gr
@@ -36,8 +36,8 @@ def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture
-def ready(corpus_assistant: Assistant) -> Future[Assistant]:
-    future: Future[Assistant] = Future()
+def ready(corpus_assistant: Assistant) -> AssistantSlot:
+    future = AssistantSlot()
     future.set_result(corpus_assistant)
     return future
 
@@ -62,7 +62,7 @@ def test_the_core_does_not_import_the_ui() -> None:
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120).returncode == 0
 
 
-def test_an_answer_streams_then_shows_citation_links_and_sources(ready: Future[Assistant]) -> None:
+def test_an_answer_streams_then_shows_citation_links_and_sources(ready: AssistantSlot) -> None:
     updates = list(respond("How long is residency?", new_state(), ready, lambda _: True))
     assert len(updates) >= 3  # the question with a placeholder, pieces of text, the final answer
     first_box, first_messages, _ = updates[0]
@@ -74,7 +74,7 @@ def test_an_answer_streams_then_shows_citation_links_and_sources(ready: Future[A
     assert state["answers"][1]["citations"]
 
 
-def test_a_follow_up_shows_the_rewritten_question(ready: Future[Assistant]) -> None:
+def test_a_follow_up_shows_the_rewritten_question(ready: AssistantSlot) -> None:
     state = new_state()
     *_, (_, _, state) = respond("What is residency?", state, ready, lambda _: True)
     *_, (_, messages, state) = respond("how long does that take?", state, ready, lambda _: True)
@@ -82,7 +82,7 @@ def test_a_follow_up_shows_the_rewritten_question(ready: Future[Assistant]) -> N
 
 
 @pytest.mark.parametrize("question", ["", "   ", "x" * 20_000, "\x00\x01\x02"])
-def test_bad_input_gives_a_notice_and_changes_nothing(ready: Future[Assistant], question: str) -> None:
+def test_bad_input_gives_a_notice_and_changes_nothing(ready: AssistantSlot, question: str) -> None:
     state = new_state()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -91,7 +91,7 @@ def test_bad_input_gives_a_notice_and_changes_nothing(ready: Future[Assistant], 
     assert any("question" in str(w.message) for w in caught)  # gr.Warning outside a page is a warning
 
 
-def test_the_rate_limit_gives_a_notice(ready: Future[Assistant]) -> None:
+def test_the_rate_limit_gives_a_notice(ready: AssistantSlot) -> None:
     limiter = RateLimiter(1)
     list(respond("How long is residency?", new_state(), ready, limiter.allow))
     with warnings.catch_warnings(record=True) as caught:
@@ -100,7 +100,7 @@ def test_the_rate_limit_gives_a_notice(ready: Future[Assistant]) -> None:
     assert len(updates) == 1 and any("Too many questions" in str(w.message) for w in caught)
 
 
-def test_like_and_dislike_are_stored(ready: Future[Assistant], tmp_path: Path) -> None:
+def test_like_and_dislike_are_stored(ready: AssistantSlot, tmp_path: Path) -> None:
     *_, (_, messages, state) = respond("What is the CMD credential?", new_state(), ready, lambda _: True)
     store = FeedbackStore(tmp_path)
     record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": True}), store)

@@ -1,0 +1,213 @@
+"""Admin routes, ingest hand-over to a running app, and Chroma's server mode with two apps."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from appserver import PYTHON, ROOT, AppServer, free_port, post_json, request, start_app
+
+from assistant.slot import AssistantSlot
+from assistant.ui import admin_reingest, admin_upload
+from conftest import settings_for
+
+pytestmark = pytest.mark.server
+TOKEN = "test-admin-token-" + uuid.uuid4().hex
+
+
+def multipart(name: str, data: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.fixture(scope="module")
+def admin_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppServer, Path, Path]]:
+    work = tmp_path_factory.mktemp("admin")
+    guides = work / "guides"
+    shutil.copytree(ROOT / "corpus", guides)
+    index = work / "index"
+    env = {"ASSISTANT_ADMIN_TOKEN": TOKEN, "ASSISTANT_CORPUS_DIR": str(guides), "ASSISTANT_RATE_LIMIT": "1000"}
+    app = start_app(index, work, env=env)
+    yield app, guides, index
+    app.stop()
+
+
+def ask(app: AppServer, question: str) -> dict[str, object]:
+    status, _, answer = post_json(app.url + "/api/ask", {"question": question})
+    assert status == 200
+    return dict(answer)
+
+
+def test_admin_routes_need_the_token(admin_app: tuple[AppServer, Path, Path]) -> None:
+    app, _, _ = admin_app
+    for path in ("/api/admin/ingest", "/api/admin/documents"):
+        status, headers, body = request(app.url + path, "POST", b"{}")
+        assert status == 401 and "error" in json.loads(body) and headers.get("www-authenticate") == "Bearer"
+        status, _, body = request(app.url + path, "POST", b"{}", {"Authorization": "Bearer wrong"})
+        assert status == 401
+        assert TOKEN not in body.decode() and TOKEN not in app.log_text()
+
+
+def test_reingest_returns_the_summary(admin_app: tuple[AppServer, Path, Path]) -> None:
+    app, _, _ = admin_app
+    status, _, summary = post_json(app.url + "/api/admin/ingest", {}, {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200
+    assert set(summary) >= {"added", "updated", "removed", "unchanged", "chunks", "seconds", "failed"}
+    assert summary["unchanged"] == 17 and summary["added"] == 0
+
+
+def test_upload_adds_a_guide_that_is_then_answered_and_bad_uploads_are_refused(
+    admin_app: tuple[AppServer, Path, Path],
+) -> None:
+    app, guides, _ = admin_app
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    guide = b"# Night coverage\n\n## Who covers nights\n\nThe zebracorn rota decides which physician covers nights.\n"
+    body, kind = multipart("night-coverage.md", guide)
+    status, _, raw = request(app.url + "/api/admin/documents", "POST", body, {**auth, "Content-Type": kind})
+    assert status == 200, raw
+    assert json.loads(raw)["added"] == 1 and (guides / "night-coverage.md").read_bytes() == guide
+    answer = ask(app, "What does the zebracorn rota decide?")
+    assert not answer["refused"] and "night-coverage.md" in {c["source"] for c in answer["citations"]}  # type: ignore[union-attr]
+
+    for name, data, expected in [
+        ("binary.md", bytes(range(256)) * 8, 400),
+        ("../escape.md", guide, 400),
+        ("/etc/passwd.md", guide, 400),
+        ("notes.exe", guide, 400),
+        ("empty.md", b"", 400),
+    ]:
+        body, kind = multipart(name, data)
+        status, _, raw = request(app.url + "/api/admin/documents", "POST", body, {**auth, "Content-Type": kind})
+        assert status == expected, (name, status, raw[:200])
+        assert "error" in json.loads(raw)
+    assert not (guides.parent / "escape.md").exists()
+    # Over the size limit: refused from the headers alone, before the body is read.
+    parts = urlsplit(app.url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    connection.putrequest("POST", "/api/admin/documents")
+    for name, value in {**auth, "Content-Type": "application/octet-stream", "Content-Length": "25000000"}.items():
+        connection.putheader(name, value)
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413 and "limit" in json.loads(response.read())["error"]
+    connection.close()
+
+
+def test_ingest_cli_hands_its_job_to_the_running_app(admin_app: tuple[AppServer, Path, Path]) -> None:
+    app, guides, index = admin_app
+    (guides / "hand-over.md").write_text(
+        "# Hand over\n\n## Flamingo duty\n\nThe flamingo duty list is kept by the chief.\n"
+    )
+    env = {**os.environ, "ASSISTANT_ADMIN_TOKEN": TOKEN, "ASSISTANT_CORPUS_DIR": str(guides)}
+    result = subprocess.run(
+        [PYTHON, "ingest.py", "--index", str(index), "--json"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "handing the ingest over" in result.stderr
+    assert json.loads(result.stdout)["added"] == 1
+    assert not ask(app, "Who keeps the flamingo duty list?")["refused"]
+
+
+def test_admin_tab_handlers(tmp_path: Path, guides: Path) -> None:
+    import gradio as gr
+
+    from assistant.service import Assistant
+
+    slot = AssistantSlot()
+    slot.set_result(
+        Assistant.from_settings(settings_for(tmp_path / "i", corpus_dir=guides, admin_token="t0k"), create=True)
+    )
+    with pytest.raises(gr.Error, match="not right"):
+        admin_reingest(slot, "wrong")
+    assert admin_reingest(slot, "t0k")["added"] == 3
+    extra = tmp_path / "extra guide.md"
+    extra.write_text("# Extra\n\nAn extra guide about the okapi committee and its members.")
+    assert admin_upload(slot, "t0k", str(extra))["added"] == 1
+    assert (guides / "extra guide.md").exists()
+    disabled = AssistantSlot()
+    disabled.set_result(Assistant.from_settings(settings_for(tmp_path / "j", corpus_dir=guides), create=True))
+    with pytest.raises(gr.Error, match="disabled"):
+        admin_reingest(disabled, "")
+
+
+def test_admin_routes_are_404_without_a_configured_token(corpus_index: Path, tmp_path: Path) -> None:
+    app = start_app(corpus_index, tmp_path, args=("--no-sync",))
+    try:
+        status, _, body = request(app.url + "/api/admin/ingest", "POST", b"{}", {"Authorization": "Bearer x"})
+        assert status == 404 and "ASSISTANT_ADMIN_TOKEN" in json.loads(body)["error"]
+    finally:
+        app.stop()
+
+
+def _start_chroma(path: Path, port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [str(Path(PYTHON).parent / "chroma"), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("chroma run did not start")
+
+
+def test_two_apps_on_a_chroma_server_and_the_server_restarting(tmp_path: Path) -> None:
+    port = free_port()
+    chroma = _start_chroma(tmp_path / "chroma", port)
+    guides = tmp_path / "guides"
+    shutil.copytree(ROOT / "corpus", guides)
+    env = {
+        "ASSISTANT_CHROMA_HOST": "127.0.0.1",
+        "ASSISTANT_CHROMA_PORT": str(port),
+        "ASSISTANT_CORPUS_DIR": str(guides),
+        "ASSISTANT_ADMIN_TOKEN": TOKEN,
+        "ASSISTANT_RATE_LIMIT": "1000",
+    }
+    first = start_app(tmp_path / "unused-1", tmp_path / "a", env=env)
+    second = start_app(tmp_path / "unused-2", tmp_path / "b", env=env)
+    try:
+        assert ask(second, "What is the pangolin protocol?")["refused"]
+        (guides / "pangolin.md").write_text(
+            "# Pangolin protocol\n\n## What it is\n\nThe pangolin protocol is how our night team hands over patients.\n"
+        )
+        status, _, summary = post_json(first.url + "/api/admin/ingest", {}, {"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200 and summary["added"] == 1
+        answer = ask(second, "What is the pangolin protocol?")
+        assert not answer["refused"], "the other app sees the change without a restart"
+
+        chroma.terminate()
+        chroma.wait(10)
+        started = time.monotonic()
+        status, _, body = post_json(second.url + "/api/ask", {"question": "How long is residency?"})
+        assert status == 503 and "unavailable" in body["error"]
+        assert time.monotonic() - started < 5, "fails fast"
+        chroma = _start_chroma(tmp_path / "chroma", port)
+        assert not ask(second, "How long is residency?")["refused"], "recovers without restarting the app"
+    finally:
+        first.stop()
+        second.stop()
+        chroma.terminate()
+        chroma.wait(10)

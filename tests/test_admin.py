@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -109,6 +110,45 @@ def test_upload_adds_a_guide_that_is_then_answered_and_bad_uploads_are_refused(
     response = connection.getresponse()
     assert response.status == 413 and "limit" in json.loads(response.read())["error"]
     connection.close()
+
+
+def test_reingest_while_questions_run(admin_app: tuple[AppServer, Path, Path]) -> None:
+    app, guides, _ = admin_app
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    residency = guides / "residency-and-internship.md"
+    residency.write_text(residency.read_text().replace("at least three years", "at least three years (revised)"))
+    (guides / "budgets-and-finance.md").unlink()
+    results: list[tuple[float, int, dict[str, object]]] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        questions = ["How long is residency?", "How do I build a department budget?", "What is the CMD?"]
+        i = 0
+        while not stop.is_set():
+            status, _, body = post_json(app.url + "/api/ask", {"question": questions[i % 3]})
+            results.append((time.monotonic(), status, body))
+            i += 1
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        time.sleep(1)
+        status, _, summary = post_json(app.url + "/api/admin/ingest", {}, auth)
+        finished = time.monotonic()
+        time.sleep(2)
+    finally:
+        stop.set()
+        thread.join(60)
+    assert status == 200 and summary["updated"] == 1 and summary["removed"] == 1
+    assert results and all(code == 200 for _, code, _ in results), "no errors during the sync"
+    for when, _, body in results:
+        sources = {c["source"] for c in body["citations"]}  # type: ignore[union-attr]
+        if when > finished:
+            assert "budgets-and-finance.md" not in sources, "a deleted guide is never cited after the sync"
+        ids = {c["id"] for c in body["citations"] if c["source"] == "residency-and-internship.md"}  # type: ignore[union-attr,index]
+        lines = [line for line in str(body["answer"]).splitlines() if any(f"[{i}]" in line for i in ids)]
+        versions = {"(revised)" in line for line in lines if "at least three years" in line}
+        assert len(versions) <= 1, f"no answer mixes old and new text of one guide: {lines}"
 
 
 def test_ingest_cli_hands_its_job_to_the_running_app(admin_app: tuple[AppServer, Path, Path]) -> None:

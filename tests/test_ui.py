@@ -7,7 +7,6 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
-from assistant.slot import AssistantSlot
 from pathlib import Path
 
 import gradio as gr
@@ -17,6 +16,7 @@ from appserver import ROOT, AppServer, start_app
 from assistant.api import RateLimiter
 from assistant.feedback import FeedbackStore
 from assistant.service import Assistant
+from assistant.slot import AssistantSlot
 from assistant.ui import new_state, record_feedback, respond
 
 CLIENT_SCRIPT = """

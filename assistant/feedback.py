@@ -112,7 +112,7 @@ class FeedbackStore:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=10.0)) as db:
+        with closing(sqlite3.connect(self.path, timeout=2.0)) as db:  # a locked database fails fast
             db.execute(_SCHEMA)
             with db:  # one transaction: committed on success, rolled back on error
                 yield db

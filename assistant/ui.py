@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,12 @@ def record_feedback(state: dict[str, Any], data: gr.LikeData, feedback: Feedback
         return
     if not isinstance(data.liked, bool):  # "" when a rating is taken back: nothing to store
         return
-    feedback.record(Feedback.from_answer("like" if data.liked else "dislike", answer))
+    try:
+        feedback.record(Feedback.from_answer("like" if data.liked else "dislike", answer))
+    except (sqlite3.Error, OSError) as exc:  # locked, full or unwritable: the chat goes on
+        logger.error("feedback not saved (%s): %s", feedback.path, exc)
+        gr.Warning("Sorry, your feedback could not be saved right now.", duration=5)
+        return
     gr.Info("Thanks, your feedback was saved.", duration=3)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import warnings
@@ -109,6 +110,28 @@ def test_like_and_dislike_are_stored(ready: AssistantSlot, tmp_path: Path) -> No
     rows = store.rows()
     assert [r["rating"] for r in rows] == ["like", "dislike"]  # taking a rating back stores nothing
     assert rows[0]["question"] == "What is the CMD credential?" and json.loads(rows[0]["citations"])
+
+
+def test_a_locked_feedback_database_is_logged_and_the_chat_goes_on(
+    ready: AssistantSlot, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    *_, (_, messages, state) = respond("What is the CMD credential?", new_state(), ready, lambda _: True)
+    store = FeedbackStore(tmp_path)
+    store.rows()  # creates nothing; make the file exist with its table
+    record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": True}), store)
+    blocker = sqlite3.connect(store.path)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            record_feedback(state, gr.LikeData(None, {"index": 1, "value": "", "liked": False}), store)
+        assert any("could not be saved" in str(w.message) for w in caught)
+        assert "feedback not saved" in caplog.text
+    finally:
+        blocker.rollback()
+        blocker.close()
+    *_, (_, later, _) = respond("How long is residency?", state, ready, lambda _: True)
+    assert "three years" in later[-1]["content"]
 
 
 def test_rate_limiter_slides_over_a_minute() -> None:

@@ -88,6 +88,8 @@ def bench_ingest(settings: Settings, docs: int, work: Path) -> dict[str, Any]:
     assistant = Assistant.from_settings(settings.replace(index_dir=work / f"index-{docs}"), create=True)
     report, ingest_seconds = _timed(lambda: assistant.ingest([corpus]))
     _, nochange_seconds = _timed(lambda: assistant.ingest([corpus]))
+    files[0].write_text(files[0].read_text(encoding="utf-8") + "\n\nOne edited closing sentence.\n")
+    _, one_seconds = _timed(lambda: assistant.ingest([corpus]))
     rng = random.Random(11)
     for path in rng.sample(files, max(1, docs // 100)):
         path.write_text(path.read_text(encoding="utf-8") + "\n\nAn edited closing sentence for the benchmark.\n")
@@ -103,6 +105,7 @@ def bench_ingest(settings: Settings, docs: int, work: Path) -> dict[str, Any]:
         "ingest_seconds": round(ingest_seconds, 2),
         "reingest_nochange_seconds": round(nochange_seconds, 3),
         "reingest_nochange_ratio": round(nochange_seconds / ingest_seconds, 4),
+        "reingest_1doc_seconds": round(one_seconds, 3),
         "reingest_1pct_seconds": round(edit_seconds, 3),
         "reingest_1pct_ratio": round(edit_seconds / ingest_seconds, 4),
         "reingest_1pct_updated": edit_report.updated,

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from assistant.chunking import chunk_document, split_sentences
+from assistant.chunking import Chunk, chunk_document, split_sentences
 from assistant.config import Settings
 from assistant.documents import find_documents, load_document
-from assistant.models import build_embeddings
+from assistant.models import ChunkVectors, build_embeddings
 from assistant.service import Assistant
+from assistant.store import DocumentRecord
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +186,63 @@ def bench_langchain_baseline(settings: Settings, corpus: Path, work: Path, round
     }
 
 
+def build_scaled_index(settings: Settings, source_index: Path, target: Path, chunks: int) -> None:
+    """An index of `chunks` chunks made from the real chunks (text and vectors) of another index.
+
+    Each copy keeps the chunk's text (tagged with its copy number) and its stored vectors plus
+    a little noise, so the vector graph and the keyword index have realistic shapes without a
+    long embedding run.
+    """
+    source = Assistant.from_settings(settings.replace(index_dir=source_index))
+    records = list(source.store.documents().values())
+    ids = [i for r in records for i in r.chunk_ids]
+    stored = {c.id: c for c in source.store.get_chunks(ids)}
+    vectors = source.store.get_vectors(ids)
+    scaled = Assistant.from_settings(settings.replace(index_dir=target), create=True)
+    rng = np.random.default_rng(3)
+    copy = 0
+    written = 0
+    while written < chunks:
+        for record in records:
+            batch_chunks, batch_vectors = [], []
+            for position, chunk_id in enumerate(record.chunk_ids):
+                original = stored[chunk_id]
+                noisy = vectors[chunk_id] + rng.normal(0, 0.01, vectors[chunk_id].shape).astype(np.float32)
+                text = f"{original.text}\n\n(copy {copy})"
+                batch_chunks.append(
+                    Chunk(
+                        id=f"{chunk_id[:24]}{copy:08d}",
+                        source=f"copy-{copy}/{record.source}",
+                        title=original.title,
+                        section=original.section,
+                        text=text,
+                        body_start=original.body_start,
+                        position=position,
+                        doc_hash=f"{record.doc_hash}-{copy}",
+                        chunk_hash=f"{chunk_id}-{copy}",
+                    )
+                )
+                batch_vectors.append(
+                    ChunkVectors(noisy / np.linalg.norm(noisy), list(original.spans), original.sentence_vectors)
+                )
+            scaled.store.add_chunks(batch_chunks, batch_vectors)
+            scaled.store.put_document(
+                DocumentRecord(
+                    f"copy-{copy}/{record.source}",
+                    record.title,
+                    f"{record.doc_hash}-{copy}",
+                    "",
+                    tuple(c.id for c in batch_chunks),
+                ),
+                "",
+            )
+            written += len(batch_chunks)
+            if written >= chunks:
+                break
+        copy += 1
+    scaled.store.bump_generation()
+
+
 def run_bench(settings: Settings, quick: bool) -> dict[str, Any]:
     """All figures as one dict; quick uses one small corpus and finishes in about a minute."""
     sizes = [30] if quick else [100, 1000]
@@ -210,5 +268,9 @@ def run_bench(settings: Settings, quick: bool) -> dict[str, Any]:
                         results["queries"][-1]["retrieval"]["p95_ms"] / base["retrieval"]["p95_ms"], 2
                     ),
                 }
+        if not quick:
+            logger.info("bench: 100k chunks from the real chunks of the 1,000-guide index")
+            build_scaled_index(settings, work / f"index-{sizes[-1]}", work / "index-100k", 100_000)
+            results["queries_100k"] = bench_queries(settings, work / "index-100k", 200)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return results

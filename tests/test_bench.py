@@ -1,0 +1,28 @@
+"""The benchmark's building blocks: deterministic corpora and the scaled index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from assistant.bench import build_scaled_index, generate_corpus
+from assistant.service import Assistant
+from conftest import CORPUS, settings_for
+
+
+def test_generated_corpus_is_deterministic(tmp_path: Path) -> None:
+    generate_corpus(CORPUS, tmp_path / "a", 5)
+    generate_corpus(CORPUS, tmp_path / "b", 5)
+    a = sorted(p.read_text() for p in (tmp_path / "a").glob("*.md"))
+    assert a == sorted(p.read_text() for p in (tmp_path / "b").glob("*.md"))
+    assert all(450 <= len(text.split()) <= 800 for text in a)
+
+
+def test_scaled_index_copies_real_chunks_and_answers(tmp_path: Path) -> None:
+    generate_corpus(CORPUS, tmp_path / "corpus", 4)
+    settings = settings_for(tmp_path / "source")
+    Assistant.from_settings(settings, create=True).ingest([tmp_path / "corpus"])
+    build_scaled_index(settings, tmp_path / "source", tmp_path / "scaled", 150)
+    scaled = Assistant.from_settings(settings.replace(index_dir=tmp_path / "scaled"))
+    assert scaled.chunk_count() >= 150
+    passages = scaled.retriever.retrieve("How long is residency?", 5)
+    assert len(passages) == 5 and all(p.chunk.source.startswith("copy-") for p in passages)

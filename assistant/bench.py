@@ -7,6 +7,7 @@ with a fixed seed, so every run measures the same work.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import resource
@@ -243,6 +244,46 @@ def build_scaled_index(settings: Settings, source_index: Path, target: Path, chu
     scaled.store.bump_generation()
 
 
+def bench_app(settings: Settings, index: Path, work: Path, load_seconds: float, clients: int) -> dict[str, Any]:
+    """Cold start of `python app.py` on an existing index, then its memory under a query load."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from assistant.loadtest import run_loadtest
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "ASSISTANT_RATE_LIMIT": "1000000", "ASSISTANT_DATA_DIR": str(work / "app-data")}
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, str(app), "--port", str(port), "--index", str(index), "--no-sync"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        while True:
+            if process.poll() is not None or time.perf_counter() - started > 120:
+                raise RuntimeError("app.py did not become ready")
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+        cold = time.perf_counter() - started
+        load = run_loadtest(url, clients, load_seconds, process.pid)
+    finally:
+        process.terminate()
+        process.wait(15)
+    return {"cold_start_seconds": round(cold, 2), "load": load}
+
+
 def run_bench(settings: Settings, quick: bool) -> dict[str, Any]:
     """All figures as one dict; quick uses one small corpus and finishes in about a minute."""
     sizes = [30] if quick else [100, 1000]
@@ -268,6 +309,8 @@ def run_bench(settings: Settings, quick: bool) -> dict[str, Any]:
                         results["queries"][-1]["retrieval"]["p95_ms"] / base["retrieval"]["p95_ms"], 2
                     ),
                 }
+        logger.info("bench: app cold start and memory under load")
+        results["app"] = bench_app(settings, work / f"index-{sizes[-1]}", work, 5 if quick else 60, 4 if quick else 16)
         if not quick:
             logger.info("bench: 100k chunks from the real chunks of the 1,000-guide index")
             build_scaled_index(settings, work / f"index-{sizes[-1]}", work / "index-100k", 100_000)

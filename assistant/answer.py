@@ -62,6 +62,10 @@ _ORDERS = re.compile(
     r"|\byou are now\b|\bsystem prompt\b|\bnew instructions\b|\bdo not cite\b",
     re.IGNORECASE,
 )
+# Sentences that only point elsewhere ("See the guide on residency.") say nothing on their own.
+_SIGNPOST = re.compile(
+    r"\b(this guide|the guides? on|see the guide|other guides?|guide (covers|describes))\b", re.IGNORECASE
+)
 _MARKDOWN = [
     (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # links -> their text
     (re.compile(r"[*_`]{1,3}([^*_`]+)[*_`]{1,3}"), r"\1"),  # emphasis and code
@@ -203,6 +207,8 @@ def _candidates(
                 continue
             raw = chunk.text[begin:end]
             quote = clean_sentence(raw)
+            if _SIGNPOST.search(quote):
+                continue
             is_item = bool(_LIST_ITEM.match(raw))
             if not is_item:
                 intro = quote[:-1] + ":" if quote[-1:] in ".:" else ""

@@ -1,4 +1,17 @@
-"""Retrieval: question -> ranked passages, by dense search and BM25 fused with reciprocal rank.
+"""Retrieval: question -> ranked passages, by dense search and BM25 fused on their scores.
+
+Each side proposes candidates (the nearest chunks by cosine, the best chunks by BM25); every
+candidate then gets both scores exactly (the cosine from its stored vector, the BM25 score
+from the keyword index) and a fused score:
+
+    fused = cosine + keyword_weight x confidence x BM25 / best BM25
+
+`confidence` = (best - 10th best BM25 score) / best: how much BM25's top stands out. When
+many chunks match the question's words about equally (a disease named in every passage about
+it), BM25 cannot tell them apart and the cosine decides; when a few chunks share the
+question's rare words, BM25 weighs in fully. No score depends on how deep the candidate lists
+go, so asking for more candidates (as the evaluation does) adds passages below the chat's
+top k without reordering it. Tuned on SciFact train; docs/retrieval.md has the ablation.
 
 Only chunks that the document manifest currently points to are returned ("live" chunks), so
 a question asked during a re-ingest sees each document wholly old or wholly new.
@@ -28,11 +41,10 @@ logger = logging.getLogger(__name__)
 class RetrievalConfig:
     """Knobs of the hybrid retriever (tuned on SciFact train; see docs/retrieval.md)."""
 
-    dense_candidates: int = 40
-    keyword_candidates: int = 40
-    rrf_k: int = 20
-    dense_weight: float = 1.0
-    keyword_weight: float = 0.6
+    dense_candidates: int = 40  # nearest chunks by cosine (rank_documents goes deeper)
+    keyword_candidates: int = 40  # best chunks by BM25 (rank_documents goes deeper)
+    keyword_weight: float = 0.8  # weight of BM25 / best BM25 at full confidence
+    confidence_rank: int = 10  # BM25 confidence compares the best score with this rank's
     bm25_k1: float = 0.9
     bm25_b: float = 0.4
     duplicate_jaccard: float = 0.8
@@ -40,7 +52,7 @@ class RetrievalConfig:
 
 @dataclass(frozen=True)
 class Passage:
-    """A retrieved chunk with its cosine similarity to the question and its fused rank score."""
+    """A retrieved chunk with its cosine similarity to the question and its fused score."""
 
     chunk: StoredChunk
     similarity: float
@@ -55,6 +67,7 @@ class KeywordIndex:
 
     def __init__(self, ids: Sequence[str], texts: Sequence[str], k1: float, b: float) -> None:
         self.ids = list(ids)
+        self.position = {chunk_id: n for n, chunk_id in enumerate(self.ids)}
         self._stemmer = Stemmer.Stemmer("english")
         self._bm25 = bm25s.BM25(k1=k1, b=b)
         self._df: Counter[str] = Counter()
@@ -83,19 +96,54 @@ class KeywordIndex:
         total = sum(weight.values())
         return sum(w for t, w in weight.items() if t in found) / total if total > 0 else 0.0
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        """Top-k (chunk id, BM25 score) with a positive score."""
+    def scores(self, query: str) -> np.ndarray:
+        """The BM25 score of every indexed chunk (in `ids` order) for a query; zeros if no term is known."""
         if not self.ids:
-            return []
+            return np.zeros(0, dtype=np.float32)
         vocab = self._bm25.vocab_dict
         terms = [t for t in self._tokens([query])[0] if t in vocab]
         if not terms:
-            return []
-        scores = self._bm25.get_scores(terms)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        ranked = sorted(top, key=lambda i: -scores[i])
-        return [(self.ids[i], float(scores[i])) for i in ranked if scores[i] > 0]
+            return np.zeros(len(self.ids), dtype=np.float32)
+        return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """Top-k (chunk id, BM25 score) with a positive score."""
+        scores = self.scores(query)
+        return [(self.ids[i], float(scores[i])) for i in _top(scores, k)]
+
+
+def _top(scores: np.ndarray, k: int) -> list[int]:
+    """Indices of the k highest positive scores, best first."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return []
+    top = np.argpartition(-scores, k - 1)[:k]
+    return [int(i) for i in sorted(top, key=lambda i: -scores[i]) if scores[i] > 0]
+
+
+def fuse(cosine: np.ndarray, keyword: np.ndarray, keyword_top: np.ndarray, config: RetrievalConfig) -> np.ndarray:
+    """Fused scores of candidates from their cosines and BM25 scores.
+
+    `keyword_top` holds the question's best BM25 scores over the whole index, best first
+    (at least `config.confidence_rank` of them when the index is that large).
+    """
+    best = float(keyword_top[0]) if len(keyword_top) else 0.0
+    if best <= 0:
+        return cosine.astype(np.float32)
+    rank = config.confidence_rank - 1
+    floor = float(keyword_top[rank]) if len(keyword_top) > rank else 0.0
+    confidence = (best - max(floor, 0.0)) / best
+    return (cosine + config.keyword_weight * confidence * keyword / best).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """Candidates of one question, best first, with what is known of them so far."""
+
+    ids: list[str]
+    fused: dict[str, float]
+    similarity: dict[str, float]
+    chunks: dict[str, StoredChunk]
 
 
 class Retriever:
@@ -113,7 +161,7 @@ class Retriever:
         self.config = config or RetrievalConfig()
         self._lock = threading.Lock()
         self._generation = -1
-        self._live: frozenset[str] = frozenset()
+        self._source: dict[str, str] = {}  # live chunk id -> its document's source
         self._keyword = KeywordIndex([], [], self.config.bm25_k1, self.config.bm25_b)
 
     def refresh(self, force: bool = False) -> None:
@@ -124,11 +172,11 @@ class Retriever:
         with self._lock:
             if generation == self._generation and not force:
                 return
-            live = frozenset(i for record in self.store.documents().values() for i in record.chunk_ids)
+            source = {i: s for s, record in self.store.documents().items() for i in record.chunk_ids}
             ids, texts = self.store.all_texts()
-            kept = [(i, t) for i, t in zip(ids, texts) if i in live]
+            kept = [(i, t) for i, t in zip(ids, texts) if i in source]
             keyword = KeywordIndex([i for i, _ in kept], [t for _, t in kept], self.config.bm25_k1, self.config.bm25_b)
-            self._live, self._keyword, self._generation = live, keyword, generation
+            self._source, self._keyword, self._generation = source, keyword, generation
             logger.info("keyword index rebuilt: %d live chunks (generation %d)", len(kept), generation)
 
     def coverage(self, question: str, passages: Sequence[Passage]) -> float:
@@ -138,40 +186,65 @@ class Retriever:
     @property
     def live_chunks(self) -> int:
         """How many chunks the manifest points to."""
-        return len(self._live)
+        return len(self._source)
 
     def retrieve(self, question: str, k: int) -> list[Passage]:
         """The k best passages for a question, near-duplicates removed."""
-        self.refresh()
-        cfg = self.config
-        query_vector = np.asarray(self.embedder.embed_query(question), dtype=np.float32)
-        live, keyword = self._live, self._keyword
-        dense = [(c, s) for c, s in self.store.search(query_vector, cfg.dense_candidates) if c.id in live]
-        lexical = [(i, s) for i, s in keyword.search(question, cfg.keyword_candidates) if i in live]
-        fused: dict[str, float] = {}
-        for rank, (chunk, _) in enumerate(dense):
-            fused[chunk.id] = fused.get(chunk.id, 0.0) + cfg.dense_weight / (cfg.rrf_k + rank + 1)
-        for rank, (chunk_id, _) in enumerate(lexical):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + cfg.keyword_weight / (cfg.rrf_k + rank + 1)
-        chunks = {c.id: c for c, _ in dense}
-        similarity = {c.id: s for c, s in dense}
-        ranked = sorted(fused, key=lambda i: -fused[i])
-        missing = [i for i in ranked[: k * 3] if i not in chunks]
-        for chunk in self.store.get_chunks(missing):
-            chunks[chunk.id] = chunk
-        for chunk_id, vector in self.store.get_vectors(missing).items():
-            similarity[chunk_id] = float(vector @ query_vector)
+        ranking = self._rank(question, 0)
+        missing = [i for i in ranking.ids[: k * 3] if i not in ranking.chunks]
+        chunks = {**ranking.chunks, **{c.id: c for c in self.store.get_chunks(missing)}}
         passages: list[Passage] = []
-        for chunk_id in ranked:
+        for chunk_id in ranking.ids:
             if chunk_id not in chunks:
                 continue
             chunk = chunks[chunk_id]
-            if any(_near_duplicate(chunk.text, p.chunk.text, cfg.duplicate_jaccard) for p in passages):
+            if any(_near_duplicate(chunk.text, p.chunk.text, self.config.duplicate_jaccard) for p in passages):
                 continue
-            passages.append(Passage(chunk, similarity.get(chunk_id, 0.0), fused[chunk_id]))
+            passages.append(Passage(chunk, ranking.similarity[chunk_id], ranking.fused[chunk_id]))
             if len(passages) == k:
                 break
         return passages
+
+    def rank_documents(self, question: str, n: int) -> list[tuple[str, float]]:
+        """The n best documents as (source, score of its best chunk), for evaluation.
+
+        Same ranking as `retrieve`, with candidate lists deep enough for n documents and no
+        near-duplicate filter (distinct documents that say the same are both listed).
+        """
+        ranking = self._rank(question, n)
+        ranked: dict[str, float] = {}
+        for chunk_id in ranking.ids:
+            source = self._source[chunk_id]
+            if source not in ranked:
+                ranked[source] = ranking.fused[chunk_id]
+                if len(ranked) == n:
+                    break
+        return list(ranked.items())
+
+    def _rank(self, question: str, documents: int) -> _Ranking:
+        """Fuse both sides' candidates; deeper lists when `documents` more are wanted."""
+        self.refresh()
+        cfg = self.config
+        depth = 3 * documents  # a document has a few chunks
+        query_vector = np.asarray(self.embedder.embed_query(question), dtype=np.float32)
+        source, keyword = self._source, self._keyword
+        dense = [(c, s) for c, s in self.store.search(query_vector, max(cfg.dense_candidates, depth)) if c.id in source]
+        scores = keyword.scores(question)
+        top = _top(scores, max(cfg.keyword_candidates, depth, cfg.confidence_rank))
+        lexical = [keyword.ids[i] for i in top[: max(cfg.keyword_candidates, depth)]]
+        chunks = {c.id: c for c, _ in dense}
+        similarity = {c.id: s for c, s in dense}
+        missing = [i for i in lexical if i not in similarity]
+        for chunk_id, vector in self.store.get_vectors(missing).items():
+            similarity[chunk_id] = float(vector @ query_vector)
+        ids = list(similarity)
+        position = keyword.position
+        bm25 = np.asarray([scores[position[i]] if i in position else 0.0 for i in ids], dtype=np.float32)
+        cosine = np.asarray([similarity[i] for i in ids], dtype=np.float32)
+        fused_scores = fuse(cosine, bm25, scores[top[: cfg.confidence_rank]], cfg)
+        fused = {i: float(f) for i, f in zip(ids, fused_scores)}
+        ids.sort(key=lambda i: -fused[i])
+        return _Ranking(ids=ids, fused=fused, similarity=similarity, chunks=chunks)
 
 
 def _near_duplicate(a: str, b: str, threshold: float) -> bool:

@@ -1,0 +1,230 @@
+"""Tune hybrid retrieval cheaply: index a BEIR corpus once, cache its vectors, score fusion variants.
+
+    python scripts/tune_retrieval.py build ../shared/eval/scifact --cache /tmp/tune/scifact
+    python scripts/tune_retrieval.py grid ../shared/eval/scifact --cache /tmp/tune/scifact --split train
+
+`build` runs the real ingest pipeline (`assistant.eval.build_index`: same chunking, embedding and
+Chroma writes as the chat) into CACHE/index, then saves the live chunks' ids, sources, texts and
+vectors and every query's vector. `grid` scores fusion variants in memory with numpy: exact
+dense search over the cached vectors instead of Chroma's HNSW, otherwise the Retriever's maths
+(candidates from each side, both scores for every candidate, document = its best chunk).
+The chosen setting is then checked with the real command, `python -m assistant eval-beir`.
+Tune on `--split train` only; `--split test` is for reporting the ablation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from assistant.eval import RECALL_DEPTH, load_beir, score_runs
+
+Fusion = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
+ABSENT = 10**6  # rank of a candidate the other side did not propose
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def build(dataset: Path, cache: Path) -> None:
+    """Index the corpus with the real pipeline and cache what the grid needs."""
+    from assistant.config import load_settings
+    from assistant.eval import build_index, corpus_documents
+    from assistant.models import build_embeddings
+
+    cache.mkdir(parents=True, exist_ok=True)
+    settings = load_settings({}, index_dir=cache / "index")
+    embedder = build_embeddings(settings)
+    data = load_beir(dataset, "test")
+    started = time.perf_counter()
+    store = build_index(corpus_documents(data.corpus), settings, embedder)
+    say(f"indexed {store.count()} chunks in {time.perf_counter() - started:.0f} s")
+    live = {i: s for s, r in store.documents().items() for i in r.chunk_ids}
+    ids, texts = store.all_texts()
+    keep = [n for n, i in enumerate(ids) if i in live]
+    ids, texts = [ids[n] for n in keep], [texts[n] for n in keep]
+    vectors = store.get_vectors(ids)
+    queries = {}
+    for line in (dataset / "queries.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            queries[str(record["_id"])] = str(record["text"])  # never the metadata
+    qids = list(queries)
+    np.save(cache / "chunks.npy", np.vstack([vectors[i] for i in ids]).astype(np.float32))
+    np.save(cache / "queries.npy", np.asarray(embedder.embed_documents([queries[q] for q in qids]), np.float32))
+    meta = {"ids": ids, "sources": [live[i] for i in ids], "texts": texts, "qids": qids}
+    (cache / "meta.json").write_text(json.dumps({**meta, "qtexts": [queries[q] for q in qids]}))
+    say(f"cached {len(ids)} chunks, {len(qids)} queries")
+
+
+class Cached:
+    """The cached index and the queries of one split, with dense and BM25 score matrices."""
+
+    def __init__(self, cache: Path, dataset: Path, split: str) -> None:
+        meta = json.loads((cache / "meta.json").read_text())
+        data = load_beir(dataset, split)
+        row = {q: n for n, q in enumerate(meta["qids"])}
+        self.qrels = data.qrels
+        self.qids = list(data.qrels)
+        self.qtexts = [meta["qtexts"][row[q]] for q in self.qids]
+        self.texts: list[str] = meta["texts"]
+        self.sources: list[str] = meta["sources"]
+        self.chunks = np.load(cache / "chunks.npy")
+        self.queries = np.load(cache / "queries.npy")[[row[q] for q in self.qids]]
+        self.dense = self.queries @ self.chunks.T
+
+    def bm25(
+        self, texts: list[str] | None = None, k1: float = 0.9, b: float = 0.4, stopwords: str | None = "en"
+    ) -> np.ndarray:
+        """BM25 score of every chunk for every query, with the KeywordIndex's tokenization."""
+        import bm25s
+        import Stemmer
+
+        stemmer = Stemmer.Stemmer("english")
+
+        def tokens(items: list[str]) -> list[list[str]]:
+            out = bm25s.tokenize(items, stopwords=stopwords, stemmer=stemmer, return_ids=False, show_progress=False)
+            return [list(t) for t in out]
+
+        model = bm25s.BM25(k1=k1, b=b)
+        model.index(tokens(texts or self.texts), show_progress=False)
+        scores = np.zeros((len(self.qids), len(self.sources)), np.float32)
+        for n, query in enumerate(tokens(self.qtexts)):
+            terms = [t for t in query if t in model.vocab_dict]
+            if terms:
+                scores[n] = model.get_scores(terms)
+        return scores
+
+
+def _top(row: np.ndarray, n: int) -> np.ndarray:
+    n = min(n, len(row))
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.argpartition(-row, n - 1)[:n]
+    return idx[np.argsort(-row[idx])]
+
+
+def run(
+    data: Cached, fusion: Fusion, keyword: np.ndarray, dense_n: int = 100, keyword_n: int = 100
+) -> dict[str, float]:
+    """nDCG@10, Recall@100, MRR@10 of a fusion over (dense_n, keyword_n) chunk candidates."""
+    runs = {}
+    for qi, q in enumerate(data.qids):
+        dense = _top(data.dense[qi], dense_n)
+        lexical = _top(keyword[qi], keyword_n)
+        lexical = lexical[keyword[qi][lexical] > 0]
+        cand = np.union1d(dense, lexical)
+        dense_rank = np.full(len(data.sources), ABSENT)
+        dense_rank[dense] = np.arange(len(dense))
+        keyword_rank = np.full(len(data.sources), ABSENT)
+        keyword_rank[lexical] = np.arange(len(lexical))
+        fused = fusion(data.dense[qi][cand], keyword[qi][cand], dense_rank[cand], keyword_rank[cand], qi)
+        seen: dict[str, None] = {}
+        for i in cand[np.argsort(-fused, kind="stable")]:
+            seen.setdefault(data.sources[i])
+            if len(seen) == RECALL_DEPTH:
+                break
+        runs[q] = list(seen)
+    return score_runs(runs, data.qrels, 10)
+
+
+def rrf(k: float, keyword_weight: float) -> Fusion:
+    def fusion(c: np.ndarray, s: np.ndarray, dr: np.ndarray, kr: np.ndarray, qi: int) -> np.ndarray:
+        return np.where(dr < ABSENT, 1.0 / (k + dr + 1), 0) + np.where(kr < ABSENT, keyword_weight / (k + kr + 1), 0)
+
+    return fusion
+
+
+def convex_max(weight: float, gap: np.ndarray | None = None) -> Fusion:
+    """cosine + weight (x BM25 confidence, if given) x BM25 / best BM25: the Retriever's fusion."""
+
+    def fusion(c: np.ndarray, s: np.ndarray, dr: np.ndarray, kr: np.ndarray, qi: int) -> np.ndarray:
+        confidence = 1.0 if gap is None else float(gap[qi])
+        return c + weight * confidence * s / max(float(s.max()), 1e-9)
+
+    return fusion
+
+
+def convex_normalised(alpha: float, how: str) -> Fusion:
+    """alpha x dense + (1 - alpha) x BM25, each min-max or z-score normalised over the candidates."""
+
+    def norm(x: np.ndarray) -> np.ndarray:
+        if how == "minmax":
+            return (x - x.min()) / max(float(x.max() - x.min()), 1e-9)
+        return (x - x.mean()) / (float(x.std()) + 1e-9)
+
+    def fusion(c: np.ndarray, s: np.ndarray, dr: np.ndarray, kr: np.ndarray, qi: int) -> np.ndarray:
+        return alpha * norm(c) + (1 - alpha) * norm(s)
+
+    return fusion
+
+
+def confidence(scores: np.ndarray, rank: int) -> np.ndarray:
+    """(best - rank-th best) / best per query: how much each side's top stands out."""
+    top = -np.sort(-scores, axis=1)[:, :rank]
+    return (top[:, 0] - top[:, rank - 1]) / np.maximum(top[:, 0], 1e-9)
+
+
+def grid(data: Cached) -> None:
+    """The ablation of docs/retrieval.md, one line per setting."""
+
+    def row(name: str, figures: dict[str, float]) -> None:
+        say(f"| {name} | {figures['ndcg@10']:.4f} | {figures['recall@100']:.4f} | {figures['mrr@10']:.4f} |")
+
+    base = data.bm25()
+    zero = np.zeros_like(base)
+    row("dense only", run(data, lambda c, s, dr, kr, qi: c, zero, dense_n=400))
+    for k1, b in [(0.9, 0.4), (0.6, 0.4), (1.2, 0.4), (0.9, 0.75), (1.2, 0.75), (1.5, 0.75)]:
+        row(f"BM25 only, k1 {k1} b {b}", run(data, lambda c, s, dr, kr, qi: s, data.bm25(k1=k1, b=b), 0, 400))
+    for k in (10, 20, 60):
+        for w in (0.6, 1.0, 1.5):
+            row(f"RRF k {k}, BM25 weight {w}", run(data, rrf(k, w), base))
+    for alpha in (0.3, 0.5, 0.7):
+        for how in ("minmax", "z"):
+            row(f"{how} convex, dense weight {alpha}", run(data, convex_normalised(alpha, how), base))
+    for w in (0.1, 0.2, 0.3, 0.5, 0.7):
+        row(f"cosine + {w} x BM25/best", run(data, convex_max(w), base))
+    for rank in (5, 10, 20):
+        gap = confidence(base, rank)
+        for w in (0.5, 0.8, 1.2):
+            row(f"cosine + {w} x conf@{rank} x BM25/best", run(data, convex_max(w, gap), base))
+    gap = confidence(base, 10)
+    boosted = [t.split("\n", 1)[0] + "\n" + t for t in data.texts]
+    row(
+        "  same, title line counted twice in BM25",
+        run(data, convex_max(0.8, confidence(data.bm25(boosted), 10)), data.bm25(boosted)),
+    )
+    plain = data.bm25(stopwords=None)
+    row("  same, no stopword removal", run(data, convex_max(0.8, confidence(plain, 10)), plain))
+    for n in (20, 40, 200):
+        row(f"  same, {n} candidates per side", run(data, convex_max(0.8, gap), base, n, n))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["build", "grid"])
+    parser.add_argument("dataset", type=Path, help="BEIR folder")
+    parser.add_argument("--cache", type=Path, required=True, help="where the index and vectors are kept")
+    parser.add_argument("--split", default="train", help="qrels split to score (tune on train)")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.command == "build":
+        build(args.dataset, args.cache)
+    else:
+        grid(Cached(args.cache, args.dataset, args.split))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Retrieval: questions find their guide, similarity is the cosine, duplicates and dead chunks stay out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.chunking import chunk_document
+from assistant.config import Settings
+from assistant.documents import Document
+from assistant.models import SentenceEmbeddings
+from assistant.retrieval import KeywordIndex, RetrievalConfig, Retriever, fuse
+from assistant.service import Assistant
+from assistant.store import Store, build_client, collection_suffix
+from assistant.sync import embed_chunks, sync_documents
+from conftest import ROOT, read_jsonl, settings_for
+
+GOLD = read_jsonl(ROOT / "tests" / "gold_questions.jsonl")
+
+
+def test_paraphrased_questions_find_their_guide(corpus_assistant: Assistant) -> None:
+    retriever = corpus_assistant.retriever
+    top1 = top5 = 0
+    misses = []
+    for record in GOLD:
+        question, source = str(record["question"]), str(record["source"])
+        sources = [p.chunk.source for p in retriever.retrieve(question, 5)]
+        top1 += sources[:1] == [source]
+        if source in sources:
+            top5 += 1
+        else:
+            misses.append(f"{question!r}: wanted {source}, got {sources}")
+    n = len(GOLD)
+    assert top5 >= 0.95 * n, "\n".join(misses)
+    assert top1 >= 0.75 * n
+
+
+@pytest.mark.parametrize(
+    ("question", "source"),
+    [
+        (
+            "does my permission to practise from one state carry over when I move",
+            "board-certification-and-licensure.md",
+        ),
+        ("certification for doctors running nursing homes", "cmd-credential-long-term-care.md"),
+        ("what should I focus on during my first three months as a new director", "first-90-days.md"),
+    ],
+)
+def test_a_question_worded_unlike_the_guide_finds_it(corpus_assistant: Assistant, question: str, source: str) -> None:
+    documents = [s for s, _ in corpus_assistant.retriever.rank_documents(question, 3)]
+    assert source in documents
+
+
+def test_similarity_is_the_cosine_of_question_and_chunk(corpus_assistant: Assistant) -> None:
+    question = "How long does residency take?"
+    passages = corpus_assistant.retriever.retrieve(question, 5)
+    assert len(passages) == 5
+    query = np.asarray(corpus_assistant.embedder.embed_query(question), dtype=np.float32)
+    vectors = corpus_assistant.store.get_vectors([p.chunk.id for p in passages])
+    for passage in passages:
+        assert passage.similarity == pytest.approx(float(vectors[passage.chunk.id] @ query), abs=1e-4)
+    assert [p.fused for p in passages] == sorted((p.fused for p in passages), reverse=True)
+
+
+def test_rank_documents_lists_each_document_once_best_first(corpus_assistant: Assistant) -> None:
+    ranked = corpus_assistant.retriever.rank_documents("What does a medical director do?", 10)
+    sources = [s for s, _ in ranked]
+    assert len(sources) == len(set(sources)) == 10
+    assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+    passages = corpus_assistant.retriever.retrieve("What does a medical director do?", 1)
+    assert sources[0] == passages[0].chunk.source
+
+
+def _store(tmp_path: Path) -> tuple[Store, Settings]:
+    settings = settings_for(tmp_path / "index")
+    return Store(build_client(settings), collection_suffix(settings)), settings
+
+
+def _doc(source: str, title: str, text: str) -> Document:
+    return Document(source=source, title=title, text=text, content_hash=f"hash-{source}-{len(text)}", root="")
+
+
+PILOT = (
+    "Commercial pilots need a licence from the aviation authority, many hours of logged flight time "
+    "and a medical certificate. Training at a flight school takes about two years."
+)
+BAKERY = (
+    "Sourdough bread rises with a starter of wild yeast and lactic bacteria. Bakers feed the starter "
+    "with flour and water every day and keep it at room temperature."
+)
+
+
+def test_near_duplicate_passages_are_returned_once(tmp_path: Path, embedder: SentenceEmbeddings) -> None:
+    store, settings = _store(tmp_path)
+    docs = [_doc("a.md", "Pilots", PILOT), _doc("copy-of-a.md", "Pilots", PILOT), _doc("b.md", "Bread", BAKERY)]
+    sync_documents(docs, store, embedder, settings)
+    retriever = Retriever(store, embedder)
+    passages = retriever.retrieve("how do I become an airline pilot", 3)
+    assert [p.chunk.source for p in passages][1:] == ["b.md"]
+    assert passages[0].chunk.source in {"a.md", "copy-of-a.md"}
+    # the document ranking keeps both copies: they are different documents
+    assert {s for s, _ in retriever.rank_documents("how do I become an airline pilot", 2)} == {"a.md", "copy-of-a.md"}
+
+
+def test_chunks_the_manifest_does_not_point_to_are_never_returned(tmp_path: Path, embedder: SentenceEmbeddings) -> None:
+    store, settings = _store(tmp_path)
+    sync_documents([_doc("b.md", "Bread", BAKERY)], store, embedder, settings)
+    orphan = chunk_document(_doc("gone.md", "Pilots", PILOT), 900, 150)
+    store.add_chunks(orphan, embed_chunks(orphan, store, embedder))  # written, but no manifest record
+    retriever = Retriever(store, embedder)
+    assert [p.chunk.source for p in retriever.retrieve("how do I become an airline pilot", 5)] == ["b.md"]
+    assert [s for s, _ in retriever.rank_documents("airline pilot licence", 5)] == ["b.md"]
+    assert retriever.live_chunks == 1
+
+
+def test_retriever_sees_documents_ingested_after_it_was_built(tmp_path: Path, embedder: SentenceEmbeddings) -> None:
+    store, settings = _store(tmp_path)
+    sync_documents([_doc("b.md", "Bread", BAKERY)], store, embedder, settings)
+    retriever = Retriever(store, embedder)
+    assert retriever.retrieve("airline pilot licence", 1)[0].chunk.source == "b.md"
+    sync_documents([_doc("a.md", "Pilots", PILOT)], store, embedder, settings)
+    assert retriever.retrieve("airline pilot licence", 1)[0].chunk.source == "a.md"
+
+
+def test_keyword_coverage_weighs_rare_terms_most() -> None:
+    texts = [
+        "The medical director leads the clinical team.",
+        "A medical director reviews policies.",
+        "Residency takes three to seven years.",
+    ]
+    index = KeywordIndex(["1", "2", "3"], texts, k1=0.9, b=0.4)
+    assert index.coverage("medical director residency", texts) == pytest.approx(1.0)
+    assert index.coverage("medical director residency", []) == 0.0
+    assert index.coverage("the and of", texts) == 0.0  # nothing left after stopwords
+    rare_found = index.coverage("director residency", [texts[2]])
+    common_found = index.coverage("director residency", [texts[1]])
+    assert rare_found > 0.5 > common_found > 0.0
+    assert index.coverage("zeppelin director", texts) < 0.5  # an unseen term outweighs a known one
+
+
+def test_keyword_search_returns_only_matching_chunks_best_first() -> None:
+    index = KeywordIndex(["1", "2", "3"], ["pilot licence hours", "bread starter", "pilot"], k1=0.9, b=0.4)
+    hits = index.search("pilot licence", 10)
+    assert [i for i, _ in hits] == ["1", "3"]
+    assert hits[0][1] > hits[1][1] > 0
+    assert index.search("submarine", 10) == []
+    assert KeywordIndex([], [], 0.9, 0.4).search("pilot", 3) == []
+
+
+def test_fusion_rewards_agreement_and_falls_back_to_cosine() -> None:
+    config = RetrievalConfig()
+    cosine = np.asarray([0.50, 0.50, 0.40], dtype=np.float32)
+    keyword = np.asarray([0.0, 8.0, 8.0], dtype=np.float32)
+    fused = fuse(cosine, keyword, np.asarray([8.0, 8.0]), config)
+    assert fused[1] > fused[0] and fused[1] > fused[2]
+    assert fuse(cosine, np.zeros(3, dtype=np.float32), np.zeros(0), config) == pytest.approx(cosine)
+
+
+def test_fusion_trusts_bm25_less_when_its_top_is_flat() -> None:
+    """Many chunks matching the question's words equally well cannot be told apart by BM25."""
+    config = RetrievalConfig()
+    cosine = np.asarray([0.60, 0.50], dtype=np.float32)
+    keyword = np.asarray([9.0, 10.0], dtype=np.float32)  # BM25 prefers the second chunk
+    peaked = fuse(cosine, keyword, np.asarray([10.0, 9.0] + [1.0] * 8), config)
+    flat = fuse(cosine, keyword, np.asarray([10.0] + [9.5] * 8 + [9.0]), config)
+    assert flat[0] > flat[1]  # the cosine decides
+    assert peaked[1] - peaked[0] > flat[1] - flat[0]

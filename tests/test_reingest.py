@@ -102,10 +102,20 @@ def test_questions_during_a_reingest_see_each_document_wholly_old_or_new(tmp_pat
 
 def test_a_second_writer_waits_then_gives_a_clear_error(tmp_path: Path, guides: Path) -> None:
     index = tmp_path / "index"
-    holder = Assistant.from_settings(settings_for(index), create=True)
-    holder.hold_index()
+    holder = subprocess.Popen(
+        [
+            PYTHON,
+            "-c",
+            f"import time; from pathlib import Path; from assistant import locking; "
+            f"locking.hold(Path({str(index)!r})); print('held', flush=True); time.sleep(120)",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        other = Assistant.from_settings(settings_for(index))
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        other = Assistant.from_settings(settings_for(index), create=True)
         started = time.monotonic()
         with pytest.raises(IndexBusyError, match="another process is writing"):
             other.ingest([guides], wait_seconds=0.5)
@@ -119,8 +129,9 @@ def test_a_second_writer_waits_then_gives_a_clear_error(tmp_path: Path, guides: 
         )
         assert result.returncode == 3 and "another process is writing" in result.stderr
     finally:
-        holder.release_index()
-    assert holder.ingest([guides]).added == 3
+        holder.kill()
+        holder.wait(10)
+    assert other.ingest([guides]).added == 3, "free again once the other process is gone"
 
 
 def test_journal_of_an_interrupted_sync_is_cleaned_by_id(tmp_path: Path, guides: Path) -> None:

@@ -40,12 +40,18 @@ def find_documents(path: Path) -> tuple[Path, list[Path]]:
     if path.is_file():
         return path.parent.resolve(), [path.resolve()]
     if path.is_dir():
-        files = sorted(
-            p.resolve()
-            for p in path.rglob("*")
-            if p.is_file() and p.suffix.lower() in SUFFIXES and not _hidden(p.relative_to(path))
-        )
-        return path.resolve(), files
+        root = path.resolve()
+        files = []
+        for candidate in sorted(path.rglob("*")):
+            if not candidate.is_file() or candidate.suffix.lower() not in SUFFIXES:
+                continue
+            if _hidden(candidate.relative_to(path)):
+                continue
+            if not candidate.resolve().is_relative_to(root):
+                logger.warning("skipped %s: a link to a file outside %s", candidate, root)
+                continue
+            files.append(candidate.resolve())
+        return root, sorted(set(files))
     raise FileNotFoundError(f"no such file or folder: {path}")
 
 

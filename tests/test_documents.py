@@ -104,3 +104,15 @@ def test_find_documents_recurses_skips_hidden_and_unsupported(tmp_path: Path) ->
     assert [f.relative_to(root).as_posix() for f in files] == ["a.md", "sub/b.txt"]
     with pytest.raises(FileNotFoundError):
         find_documents(tmp_path / "missing")
+
+
+def test_links_to_files_outside_the_folder_are_skipped(tmp_path: Path) -> None:
+    outside = tmp_path / "secret.md"
+    outside.write_text("# Secret\n\nThis text lives outside the guides folder and must stay out.")
+    folder = tmp_path / "guides"
+    folder.mkdir()
+    (folder / "real.md").write_text(BODY)
+    (folder / "link.md").symlink_to(outside)
+    (folder / "inside-link.md").symlink_to(folder / "real.md")
+    _, files = find_documents(folder)
+    assert [f.name for f in files] == ["real.md"]

@@ -48,7 +48,7 @@ def generate_corpus(source: Path, target: Path, count: int, words: int = 500, se
     headings: list[str] = []
     for path in sorted(source.glob("*.md")):
         text = load_document(path, source).text
-        headings += [h for h in re.findall(r"^##+\s+(.+)$", text, re.MULTILINE)]
+        headings += re.findall(r"^##+\s+(.+)$", text, re.MULTILINE)
         body = re.sub(r"^#.*$", "", text, flags=re.MULTILINE)
         sentences += [body[a:b] for a, b in split_sentences(body) if len(body[a:b].split()) >= 6]
     rng = random.Random(seed)

@@ -35,13 +35,12 @@ from assistant.answer import (
 from assistant.citations import Answer
 from assistant.config import Settings
 from assistant.conversation import Turn, standalone_question
-from assistant.documents import Document
 from assistant.errors import InputError, LLMError
 from assistant.generation import UNAVAILABLE_NOTICE, UNGROUNDED_NOTICE, build_messages, check_reply, stream_reply
 from assistant.models import SentenceEmbeddings, build_chat_model, build_embeddings
 from assistant.retrieval import Passage, Retriever
 from assistant.store import DocumentRecord, Store, build_client, collection_suffix, index_settings
-from assistant.sync import Progress, SyncReport, sync_documents, sync_paths
+from assistant.sync import Progress, SyncReport, sync_paths
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -142,22 +141,6 @@ class Assistant:
             )
         self.retriever.refresh()
         return report
-
-    def add_document(self, doc: Document) -> int:
-        """Add or replace one already-parsed document (an admin upload); returns 1 if it changed."""
-        grace = 1.5 if (self.serving or self.settings.uses_chroma_server) else 0.0
-        with self._ingest_lock, contextlib.ExitStack() as stack:
-            if not self.settings.uses_chroma_server:
-                stack.enter_context(locking.write_lock(Path(self.settings.index_dir)))
-            changed = sync_documents(
-                [doc],
-                self.store,
-                self.embedder,
-                self.settings,
-                on_switch=lambda: self.retriever.refresh(force=True),
-                grace_seconds=grace,
-            )
-        return changed
 
     def document(self, source: str) -> tuple[DocumentRecord, str] | None:
         """An ingested document's record and full text (None when there is no such source)."""

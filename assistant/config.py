@@ -35,6 +35,11 @@ class Settings:
     )
     chunk_size: int = _describe(900, "Target chunk length in characters (MiniLM reads 256 tokens).")
     chunk_overlap: int = _describe(150, "Characters shared by neighbouring chunks of one section.")
+    ingest_group: int = _describe(
+        1024,
+        "Chunks embedded and written per step of an ingest: larger groups pad less in the encoder, "
+        "smaller ones journal more often.",
+    )
     max_file_mb: float = _describe(20.0, "Documents larger than this are refused at ingest.")
     top_k: int = _describe(5, "Passages given to the answer composer.")
     min_evidence: float = _describe(
@@ -102,6 +107,8 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
     settings = Settings(**values).replace(**overrides)
     if settings.chunk_overlap >= settings.chunk_size:
         raise ConfigError("ASSISTANT_CHUNK_OVERLAP must be smaller than ASSISTANT_CHUNK_SIZE")
+    if settings.ingest_group < 1:
+        raise ConfigError("ASSISTANT_INGEST_GROUP must be at least 1")
     if settings.rate_limit < 1:
         raise ConfigError("ASSISTANT_RATE_LIMIT must be at least 1")
     return settings

@@ -34,6 +34,7 @@ GENERATION_ID = "__generation__"
 PENDING_ID = "__pending__"  # chunk ids written or replaced by an unfinished sync
 RESERVED_IDS = (GENERATION_ID, PENDING_ID)
 BATCH = 1000  # records per Chroma call: large enough to be fast, small enough for the server's limit
+DOC_BATCH_CHARS = 4_000_000  # whole-document texts per manifest write, so a server request stays small
 
 
 @dataclass(frozen=True)
@@ -265,15 +266,18 @@ class Store:
 
     def put_document(self, record: DocumentRecord, text: str) -> None:
         """Record (or replace) a document in the manifest; this is the switch to its new chunks."""
-        meta = {
-            "source": record.source,
-            "title": record.title,
-            "doc_hash": record.doc_hash,
-            "root": record.root,
-            "chunk_ids": json.dumps(list(record.chunk_ids)),
-        }
-        with _translated():
-            self.docs.upsert(ids=[record.source], embeddings=[[0.0]], documents=[text], metadatas=[meta])
+        self.put_documents([(record, text)])
+
+    def put_documents(self, documents: Sequence[tuple[DocumentRecord, str]]) -> None:
+        """Record several documents with one write per batch (an ingest switches a group at once)."""
+        for part in _batches_by_size(documents, DOC_BATCH_CHARS):
+            with _translated():
+                self.docs.upsert(
+                    ids=[record.source for record, _ in part],
+                    embeddings=[[0.0]] * len(part),
+                    documents=[text for _, text in part],
+                    metadatas=[_document_metadata(record) for record, _ in part],
+                )
 
     def delete_document(self, source: str) -> None:
         """Remove a document from the manifest (its chunks are deleted separately)."""
@@ -316,6 +320,30 @@ class Store:
                 self.docs.upsert(ids=[PENDING_ID], embeddings=[[0.0]], documents=[json.dumps(sorted(ids))])
             else:
                 self.docs.delete(ids=[PENDING_ID])
+
+
+def _batches_by_size(
+    documents: Sequence[tuple[DocumentRecord, str]], max_chars: int
+) -> Iterator[Sequence[tuple[DocumentRecord, str]]]:
+    """Consecutive slices of at most BATCH documents and about `max_chars` of text each."""
+    start, size = 0, 0
+    for end, (_, text) in enumerate(documents):
+        if end > start and (end - start >= BATCH or size + len(text) > max_chars):
+            yield documents[start:end]
+            start, size = end, 0
+        size += len(text)
+    if start < len(documents):
+        yield documents[start:]
+
+
+def _document_metadata(record: DocumentRecord) -> dict[str, Any]:
+    return {
+        "source": record.source,
+        "title": record.title,
+        "doc_hash": record.doc_hash,
+        "root": record.root,
+        "chunk_ids": json.dumps(list(record.chunk_ids)),
+    }
 
 
 def _chunk_metadata(chunk: Chunk, vectors: ChunkVectors) -> dict[str, Any]:

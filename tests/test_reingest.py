@@ -34,7 +34,7 @@ def test_sigkill_mid_ingest_then_rerun_equals_a_clean_ingest(tmp_path: Path) -> 
     corpus = tmp_path / "generated"
     generate_corpus(CORPUS, corpus, 40)
     index = tmp_path / "killed"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ASSISTANT_INGEST_GROUP": "40"}  # several groups
     proc = subprocess.Popen(
         [PYTHON, "ingest.py", str(corpus), "--index", str(index), "--verbose"],
         cwd=ROOT,

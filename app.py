@@ -49,10 +49,16 @@ def load_assistant(settings: Any, ready: AssistantSlot, sync: bool) -> None:
         from assistant.locking import holds
 
         assistant, rebuild = _open(settings, sync)
+        assistant.embedder.embed_query("What does a medical director do?")  # ready means fast answers
         ready.set_result(assistant)
         if not settings.uses_chroma_server and holds(Path(settings.index_dir)):
             announce_app(Path(settings.index_dir), f"http://{settings.host}:{settings.port}")
-        logger.info("ready: %d chunks in the index (%.1f s)", assistant.chunk_count(), time.perf_counter() - started)
+        logger.info(
+            "ready: %d chunks in the index, questions embedded with %s (%.1f s)",
+            assistant.chunk_count(),
+            assistant.embedder.query_backend,
+            time.perf_counter() - started,
+        )
         if rebuild is not None:
             logger.info("building the index for the new settings in the background; the old one serves meanwhile")
             new = rebuild()

@@ -163,7 +163,9 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
             status = {"status": "error", "error": str(ready.exception())} if failed else {"status": "starting"}
             return JSONResponse(status, status_code=503)
         try:
-            return JSONResponse({"status": "ok", "chunks": current.chunk_count()})
+            return JSONResponse(
+                {"status": "ok", "chunks": current.chunk_count(), "query_encoder": current.embedder.query_backend}
+            )
         except AssistantError as exc:  # e.g. the Chroma server went away
             return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
 

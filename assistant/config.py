@@ -33,6 +33,11 @@ class Settings:
         "all-MiniLM-L6-v2",
         "Embedding model: 'all-MiniLM-L6-v2' (the packaged copy) or a local model folder.",
     )
+    model_cache: str = _describe(
+        "",
+        "Folder for the embedding model's ONNX export, which embeds questions without torch "
+        "(written on first use); empty: ASSISTANT_DATA_DIR/models.",
+    )
     chunk_size: int = _describe(900, "Target chunk length in characters (MiniLM reads 256 tokens).")
     chunk_overlap: int = _describe(150, "Characters shared by neighbouring chunks of one section.")
     ingest_group: int = _describe(
@@ -64,6 +69,11 @@ class Settings:
     def uses_chroma_server(self) -> bool:
         """True when a Chroma server is configured instead of the embedded index."""
         return bool(self.chroma_host)
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where exported models are kept."""
+        return Path(self.model_cache) if self.model_cache else Path(self.data_dir) / "models"
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some fields changed (e.g. from command-line flags)."""

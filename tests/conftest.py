@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Before anything imports huggingface_hub: a download attempt must fail loudly.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["ANONYMIZED_TELEMETRY"] = "False"
+# One ONNX export of the model for the whole run (and the app processes it starts), not one per
+# data dir; exports are keyed by the model files, so keeping them between runs is safe.
+os.environ.setdefault("ASSISTANT_MODEL_CACHE", os.path.join(tempfile.gettempdir(), "assistant-test-models"))
 
 import json
 import shutil
@@ -30,15 +34,19 @@ from assistant.service import Assistant  # noqa: E402
 
 def settings_for(index_dir: Path, **changes: object) -> Settings:
     """Settings for a test: an index in a temp dir, nothing read from the real environment."""
-    return load_settings({}, index_dir=index_dir, data_dir=index_dir.parent / "data", corpus_dir=CORPUS).replace(
-        **changes
-    )
+    return load_settings(
+        {},
+        index_dir=index_dir,
+        data_dir=index_dir.parent / "data",
+        corpus_dir=CORPUS,
+        model_cache=os.environ["ASSISTANT_MODEL_CACHE"],
+    ).replace(**changes)
 
 
 @pytest.fixture(scope="session")
 def embedder() -> SentenceEmbeddings:
     """The packaged all-MiniLM-L6-v2, loaded once per test session."""
-    return build_embeddings(Settings())
+    return build_embeddings(Settings(model_cache=os.environ["ASSISTANT_MODEL_CACHE"]))
 
 
 @pytest.fixture(scope="session")

@@ -44,8 +44,8 @@ def test_healthz_is_ok_with_the_chunk_count(server: AppServer) -> None:
     assert status == 200
     health = json.loads(body)
     assert health["status"] == "ok" and health["chunks"] > 100
-    print(f"app.py ready in {server.seconds_to_ready:.1f} s")  # the figure the README quotes
-    assert server.seconds_to_ready < 90  # the 10 s target is measured on a quiet machine, see README
+    assert health["query_encoder"] == "onnx", "the ingest wrote the export, so the app never loads torch"
+    print(f"app.py ready in {server.seconds_to_ready:.1f} s")  # timed by `bench`, not asserted here
 
 
 def test_ask_answers_the_contract_object(server: AppServer) -> None:

@@ -1,0 +1,62 @@
+"""A torch-free question encoder: the embedding model exported to ONNX and run by onnxruntime.
+
+Serving questions needs only one small encoder pass per question, but importing torch and
+sentence-transformers costs about 8 s of the app's start-up. `models.export_query_encoder`
+writes the same weights (with mean pooling and normalisation) to an ONNX file the first time
+the torch model is loaded and checks it against that model; afterwards questions are embedded
+here, with identical vectors, and torch is imported only when documents are embedded.
+
+This is the only module that imports onnxruntime or tokenizers.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class OnnxQueryEncoder:
+    """Embeds one text at a time with an exported model and the model's own tokenizer.json."""
+
+    def __init__(self, onnx_path: Path, tokenizer_path: Path, max_tokens: int) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # warnings about unused initialisers are noise here
+        self._session = onnxruntime.InferenceSession(
+            str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_tokens)
+        self._inputs = [i.name for i in self._session.get_inputs()]
+        self.path = onnx_path
+
+    def embed(self, text: str) -> np.ndarray:
+        """The unit-length embedding of `text` (truncated to the model's window)."""
+        encoding = self._tokenizer.encode(text)
+        arrays = {
+            "input_ids": np.asarray([encoding.ids], dtype=np.int64),
+            "attention_mask": np.asarray([encoding.attention_mask], dtype=np.int64),
+            "token_type_ids": np.asarray([encoding.type_ids], dtype=np.int64),
+        }
+        (vectors,) = self._session.run(None, {name: arrays[name] for name in self._inputs})
+        return np.asarray(vectors[0], dtype=np.float32)
+
+
+def load_query_encoder(onnx_path: Path, tokenizer_path: Path, max_tokens: int) -> OnnxQueryEncoder | None:
+    """The encoder, or None (and a warning) when the file is missing or unusable."""
+    if not onnx_path.is_file() or not tokenizer_path.is_file():
+        return None
+    try:
+        return OnnxQueryEncoder(onnx_path, tokenizer_path, max_tokens)
+    except Exception as exc:  # a truncated or foreign file: fall back to torch, re-export later
+        logger.warning("ignoring the exported query encoder %s: %s", onnx_path, exc)
+        return None

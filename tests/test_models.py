@@ -1,0 +1,85 @@
+"""The embedder: questions through the ONNX export match torch, and a process that only asks never imports torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.models import CHECK_TEXTS, SentenceEmbeddings, resolve_model_path
+from conftest import PYTHON, ROOT
+
+MODEL = "all-MiniLM-L6-v2"
+QUESTIONS = [
+    "What is the CMD credential?",
+    "how long does that take?",
+    "Résidence et internat: combien d'années ?",
+    "<script>alert(1)</script> What does a medical director do?",
+    "board certification " * 200,  # past the 256-token window: truncated the same way
+]
+
+
+def _embedder(export_dir: Path) -> SentenceEmbeddings:
+    return SentenceEmbeddings(resolve_model_path(MODEL), MODEL, export_dir=export_dir)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a fresh export, written by loading the torch model once."""
+    folder = tmp_path_factory.mktemp("export")
+    embedder = _embedder(folder)
+    assert embedder.query_backend == "torch", "nothing exported yet"
+    embedder.model  # noqa: B018 - loading the torch model writes the export
+    assert embedder.query_backend == "onnx"
+    return folder
+
+
+def test_onnx_question_vectors_equal_the_torch_ones(exported: Path, embedder: SentenceEmbeddings) -> None:
+    onnx = _embedder(exported)
+    assert onnx.query_backend == "onnx"
+    for question in QUESTIONS:
+        expected = np.asarray(embedder.embed_documents([question])[0])
+        got = np.asarray(onnx.embed_query(question))
+        assert np.abs(got - expected).max() < 1e-4, question
+        assert abs(float(np.linalg.norm(got)) - 1.0) < 1e-5
+
+
+def test_a_process_that_only_asks_never_imports_torch(exported: Path) -> None:
+    script = f"""
+import json, sys
+from pathlib import Path
+from assistant.models import SentenceEmbeddings, resolve_model_path
+e = SentenceEmbeddings(resolve_model_path({MODEL!r}), {MODEL!r}, export_dir=Path({str(exported)!r}))
+v = e.embed_query("How long is residency?")
+print(json.dumps({{"backend": e.query_backend, "torch": "torch" in sys.modules, "dim": len(v)}}))
+"""
+    result = subprocess.run([PYTHON, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"backend": "onnx", "torch": False, "dim": 384}
+
+
+def test_a_corrupt_export_is_ignored_then_replaced(tmp_path: Path, exported: Path, caplog) -> None:
+    (good,) = exported.glob("*.onnx")
+    bad = tmp_path / good.name
+    bad.write_bytes(b"\x00not an onnx model\xff" * 100)
+    embedder = _embedder(tmp_path)
+    assert embedder.query_backend == "torch"
+    assert "ignoring the exported query encoder" in caplog.text
+    vector = embedder.embed_query(CHECK_TEXTS[0])  # torch loads, and writes a good export
+    assert embedder.query_backend == "onnx"
+    assert bad.stat().st_size == good.stat().st_size
+    assert _embedder(tmp_path).query_backend == "onnx"
+    assert len(vector) == 384
+
+
+def test_an_unwritable_export_folder_leaves_questions_on_torch(tmp_path: Path, caplog) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the export folder should be")
+    embedder = _embedder(blocker)
+    vector = embedder.embed_query("What is QAPI?")
+    assert embedder.query_backend == "torch"
+    assert "could not export the embedding model" in caplog.text
+    assert len(vector) == 384

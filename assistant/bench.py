@@ -204,42 +204,48 @@ def build_scaled_index(settings: Settings, source_index: Path, target: Path, chu
     copy = 0
     written = 0
     while written < chunks:
+        copy_chunks: list[Chunk] = []
+        copy_vectors: list[ChunkVectors] = []
+        copy_records: list[tuple[DocumentRecord, str]] = []
         for record in records:
-            batch_chunks, batch_vectors = [], []
+            ids_of_copy = []
             for position, chunk_id in enumerate(record.chunk_ids):
                 original = stored[chunk_id]
                 noisy = vectors[chunk_id] + rng.normal(0, 0.01, vectors[chunk_id].shape).astype(np.float32)
-                text = f"{original.text}\n\n(copy {copy})"
-                batch_chunks.append(
+                ids_of_copy.append(f"{chunk_id[:24]}{copy:08d}")
+                copy_chunks.append(
                     Chunk(
-                        id=f"{chunk_id[:24]}{copy:08d}",
+                        id=ids_of_copy[-1],
                         source=f"copy-{copy}/{record.source}",
                         title=original.title,
                         section=original.section,
-                        text=text,
+                        text=f"{original.text}\n\n(copy {copy})",
                         body_start=original.body_start,
                         position=position,
                         doc_hash=f"{record.doc_hash}-{copy}",
                         chunk_hash=f"{chunk_id}-{copy}",
                     )
                 )
-                batch_vectors.append(
+                copy_vectors.append(
                     ChunkVectors(noisy / np.linalg.norm(noisy), list(original.spans), original.sentence_vectors)
                 )
-            scaled.store.add_chunks(batch_chunks, batch_vectors)
-            scaled.store.put_document(
-                DocumentRecord(
-                    f"copy-{copy}/{record.source}",
-                    record.title,
-                    f"{record.doc_hash}-{copy}",
+            copy_records.append(
+                (
+                    DocumentRecord(
+                        f"copy-{copy}/{record.source}",
+                        record.title,
+                        f"{record.doc_hash}-{copy}",
+                        "",
+                        tuple(ids_of_copy),
+                    ),
                     "",
-                    tuple(c.id for c in batch_chunks),
-                ),
-                "",
+                )
             )
-            written += len(batch_chunks)
+            written += len(ids_of_copy)
             if written >= chunks:
                 break
+        scaled.store.add_chunks(copy_chunks, copy_vectors)
+        scaled.store.put_documents(copy_records)
         copy += 1
     scaled.store.bump_generation()
 

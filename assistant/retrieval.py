@@ -194,13 +194,16 @@ class Retriever:
         missing = [i for i in ranking.ids[: k * 3] if i not in ranking.chunks]
         chunks = {**ranking.chunks, **{c.id: c for c in self.store.get_chunks(missing)}}
         passages: list[Passage] = []
+        kept_words: list[set[str]] = []
         for chunk_id in ranking.ids:
             if chunk_id not in chunks:
                 continue
             chunk = chunks[chunk_id]
-            if any(_near_duplicate(chunk.text, p.chunk.text, self.config.duplicate_jaccard) for p in passages):
+            words = _words(chunk.text)
+            if any(_near_duplicate(words, other, self.config.duplicate_jaccard) for other in kept_words):
                 continue
             passages.append(Passage(chunk, ranking.similarity[chunk_id], ranking.fused[chunk_id]))
+            kept_words.append(words)
             if len(passages) == k:
                 break
         return passages
@@ -247,8 +250,11 @@ class Retriever:
         return _Ranking(ids=ids, fused=fused, similarity=similarity, chunks=chunks)
 
 
-def _near_duplicate(a: str, b: str, threshold: float) -> bool:
-    wa, wb = set(_WORD.findall(a.lower())), set(_WORD.findall(b.lower()))
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def _near_duplicate(wa: set[str], wb: set[str], threshold: float) -> bool:
     if not wa or not wb:
         return False
     return len(wa & wb) / len(wa | wb) >= threshold

@@ -139,10 +139,14 @@ class SentenceEmbeddings(Embeddings):
         return vector
 
     def embed_chunks(self, texts: list[str], spans: list[list[tuple[int, int]]]) -> list[ChunkVectors]:
-        """Embed chunks and, from the same pass, the sentence spans inside each chunk."""
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        results: list[ChunkVectors | None] = [None] * len(texts)
+        """Embed chunks and, from the same pass, the sentence spans inside each chunk.
+
+        Batches are formed by token count (not characters), so a batch pads almost nothing.
+        """
         tokenizer = self.model.tokenizer
+        counted = tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
+        order = sorted(range(len(texts)), key=lambda i: -len(counted[i]))
+        results: list[ChunkVectors | None] = [None] * len(texts)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             encoded = tokenizer(

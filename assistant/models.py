@@ -143,6 +143,8 @@ class SentenceEmbeddings(Embeddings):
 
         Batches are formed by token count (not characters), so a batch pads almost nothing.
         """
+        if not texts:
+            return []
         tokenizer = self.model.tokenizer
         counted = tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
         order = sorted(range(len(texts)), key=lambda i: -len(counted[i]))

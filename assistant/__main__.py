@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure ingest throughput, re-ingest and query latency")
     bench.add_argument("--quick", action="store_true", help="one small corpus; under a minute")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    bench.add_argument(
+        "--sizes",
+        type=_sizes,
+        help="generated corpus sizes in guides, e.g. 100,1000,10000 (default 100,1000; --quick: 30)",
+    )
 
     load = sub.add_parser("loadtest", help="concurrent clients against a running app's /api/ask (loopback only)")
     load.add_argument("--url", default="http://127.0.0.1:7860", help="the app (this machine only)")
@@ -147,10 +152,20 @@ def _read_questions(path: Path) -> Iterator[object]:
             yield record.get("question") if isinstance(record, dict) else None
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 100,1000,10000, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive numbers of guides")
+    return sizes
+
+
 def _bench(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
     from assistant.bench import run_bench
 
-    figures = run_bench(settings, quick=args.quick)
+    figures = run_bench(settings, quick=args.quick, sizes=args.sizes)
     print(json.dumps(figures) if args.json else json.dumps(figures, indent=2))
     return 0
 

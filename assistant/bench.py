@@ -307,9 +307,13 @@ def bench_app(settings: Settings, index: Path, work: Path, load_seconds: float, 
     return {"cold_start_seconds": round(cold, 2), "query_encoder": health.get("query_encoder"), "load": load}
 
 
-def run_bench(settings: Settings, quick: bool) -> dict[str, Any]:
-    """All figures as one dict; quick uses one small corpus and finishes in about a minute."""
-    sizes = [30] if quick else [100, 1000]
+def run_bench(settings: Settings, quick: bool, sizes: list[int] | None = None) -> dict[str, Any]:
+    """All figures as one dict; quick uses one small corpus and finishes in about a minute.
+
+    `sizes` (generated guides per corpus) overrides the default 100 and 1,000 (30 when quick);
+    the baseline, the app and the 100k scaled index use the last, largest corpus.
+    """
+    sizes = sorted(sizes) if sizes else [30] if quick else [100, 1000]
     results: dict[str, Any] = {"quick": quick, "ingest": [], "queries": []}
     with tempfile.TemporaryDirectory(prefix="assistant-bench-") as tmp:
         work = Path(tmp)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from assistant.bench import build_scaled_index, generate_corpus
 from assistant.service import Assistant
-from conftest import CORPUS, settings_for
+from conftest import CORPUS, PYTHON, ROOT, settings_for
 
 
 def test_generated_corpus_is_deterministic(tmp_path: Path) -> None:
@@ -26,3 +27,12 @@ def test_scaled_index_copies_real_chunks_and_answers(tmp_path: Path) -> None:
     assert scaled.chunk_count() >= 150
     passages = scaled.retriever.retrieve("How long is residency?", 5)
     assert len(passages) == 5 and all(p.chunk.source.startswith("copy-") for p in passages)
+
+
+def test_bad_corpus_sizes_are_a_usage_error() -> None:
+    for bad, message in [("abc", "expected sizes like"), ("0,100", "positive"), (",", "positive")]:
+        result = subprocess.run(
+            [PYTHON, "-m", "assistant", "bench", "--sizes", bad], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2, bad
+        assert message in result.stderr, result.stderr

@@ -270,7 +270,8 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
         headers = {"Cache-Control": "public, max-age=300", "Cross-Origin-Resource-Policy": "cross-origin"}
         return FileResponse(WEB_DIR / "widget.js", media_type="text/javascript; charset=utf-8", headers=headers)
 
-    def admin_refusal(request: Request) -> Response | None:
+    def admin_target(request: Request) -> Assistant | Response:
+        """The assistant an admin request acts on, or the response that refuses the request."""
         status = token_status(settings, request.headers.get("authorization"))
         if status == 404:
             return _error(404, "admin routes are disabled; set ASSISTANT_ADMIN_TOKEN to enable them")
@@ -278,16 +279,16 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
             return _error(
                 401, "a valid admin token is needed: Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
             )
-        return None
-
-    @app.post("/api/admin/ingest")
-    async def admin_ingest(request: Request) -> Response:
-        refusal = admin_refusal(request)
-        if refusal is not None:
-            return refusal
         current = assistant()
         if current is None:
             return _error(503, "the assistant is still starting; try again in a few seconds")
+        return current
+
+    @app.post("/api/admin/ingest")
+    async def admin_ingest(request: Request) -> Response:
+        current = admin_target(request)
+        if isinstance(current, Response):
+            return current
         body = await _read_limited(request, API_MAX_BODY)
         if body is None:
             return _error(413, f"the request body is over the {API_MAX_BODY // 1024} KB limit")
@@ -307,12 +308,9 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
 
     @app.post("/api/admin/documents")
     async def admin_upload(request: Request) -> Response:
-        refusal = admin_refusal(request)
-        if refusal is not None:
-            return refusal
-        current = assistant()
-        if current is None:
-            return _error(503, "the assistant is still starting; try again in a few seconds")
+        current = admin_target(request)
+        if isinstance(current, Response):
+            return current
         limit = int(settings.max_file_mb * 1_000_000)
         try:
             if request.headers.get("content-type", "").startswith("multipart/form-data"):

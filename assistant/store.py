@@ -264,12 +264,9 @@ class Store:
                         records[i] = _record(m)
         return records
 
-    def put_document(self, record: DocumentRecord, text: str) -> None:
-        """Record (or replace) a document in the manifest; this is the switch to its new chunks."""
-        self.put_documents([(record, text)])
-
     def put_documents(self, documents: Sequence[tuple[DocumentRecord, str]]) -> None:
-        """Record several documents with one write per batch (an ingest switches a group at once)."""
+        """Record (or replace) documents in the manifest, one write per batch; this is the switch
+        to their new chunks (an ingest switches a whole group at once)."""
         for part in _batches_by_size(documents, DOC_BATCH_CHARS):
             with _translated():
                 self.docs.upsert(

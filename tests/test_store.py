@@ -57,7 +57,7 @@ def test_search_returns_what_was_stored(store: Store, embedder: SentenceEmbeddin
 
 def test_manifest_round_trip_and_generation(store: Store) -> None:
     record = DocumentRecord("a/b c.md", "Title", "h1", "/root", ("x", "y"))
-    store.put_document(record, "full text")
+    store.put_documents([(record, "full text")])
     assert store.documents() == {"a/b c.md": record}
     assert store.document_text("a/b c.md") == (record, "full text")
     assert store.document_text("missing.md") is None

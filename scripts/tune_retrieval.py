@@ -2,6 +2,12 @@
 
     python scripts/tune_retrieval.py build ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_retrieval.py grid ../shared/eval/scifact --cache /tmp/tune/scifact --split train
+    python scripts/tune_retrieval.py more ../shared/eval/scifact --cache /tmp/tune/scifact --split train
+
+`more` scores the later variants (learned fusion weights, BM25 tokenization and expansion,
+document-aware and heading vectors). Other chunk sizes need their own cache, built with the
+settings in the environment, e.g. `ASSISTANT_CHUNK_SIZE=600 ASSISTANT_CHUNK_OVERLAP=100 ... build
+--cache /tmp/tune/scifact600`, then `grid`/`more` on that cache.
 
 `build` runs the real ingest pipeline (`assistant.eval.build_index`: same chunking, embedding and
 Chroma writes as the chat) into CACHE/index, then saves the live chunks' ids, sources, texts and
@@ -15,6 +21,7 @@ Tune on `--split train` only; `--split test` is for reporting the ablation.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -44,7 +51,7 @@ def build(dataset: Path, cache: Path) -> None:
     from assistant.models import build_embeddings
 
     cache.mkdir(parents=True, exist_ok=True)
-    settings = load_settings({}, index_dir=cache / "index")
+    settings = load_settings(os.environ, index_dir=cache / "index")
     embedder = build_embeddings(settings)
     data = load_beir(dataset, "test")
     started = time.perf_counter()
@@ -211,9 +218,206 @@ def grid(data: Cached) -> None:
         row(f"  same, {n} candidates per side", run(data, convex_max(0.8, gap), base, n, n))
 
 
+def _tokens(texts: list[str], stopwords: str | list[str] = "en", stemmer: str = "english") -> list[list[str]]:
+    import bm25s
+    import Stemmer
+
+    out = bm25s.tokenize(
+        texts, stopwords=stopwords, stemmer=Stemmer.Stemmer(stemmer), return_ids=False, show_progress=False
+    )
+    return [list(t) for t in out]
+
+
+def _bm25(docs: list[list[str]], queries: list[list[str]]) -> np.ndarray:
+    import bm25s
+
+    model = bm25s.BM25(k1=0.9, b=0.4)
+    model.index(docs, show_progress=False)
+    scores = np.zeros((len(queries), len(docs)), np.float32)
+    for n, query in enumerate(queries):
+        terms = [t for t in query if t in model.vocab_dict]
+        if terms:
+            scores[n] = model.get_scores(terms)
+    return scores
+
+
+FEATURES = [
+    "cosine",
+    "BM25/best",
+    "conf x BM25/best",
+    "1/(10+dense rank)",
+    "1/(10+BM25 rank)",
+    "dense conf x BM25/best",
+]
+
+
+def _features(data: Cached, keyword: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per question: its candidate chunks and their FEATURES (one row each)."""
+    gap, best = confidence(keyword, 10), np.maximum(keyword.max(axis=1), 1e-9)
+    dense_gap = confidence(np.maximum(data.dense, 0), 10)
+    out = []
+    for qi in range(len(data.qids)):
+        dense, lexical = _top(data.dense[qi], 100), _top(keyword[qi], 100)
+        lexical = lexical[keyword[qi][lexical] > 0]
+        cand = np.union1d(dense, lexical)
+        dr, kr = np.full(len(data.sources), ABSENT), np.full(len(data.sources), ABSENT)
+        dr[dense], kr[lexical] = np.arange(len(dense)), np.arange(len(lexical))
+        bm = keyword[qi][cand] / best[qi]
+        feats = [data.dense[qi][cand], bm, gap[qi] * bm, 1 / (11 + dr[cand]), 1 / (11 + kr[cand]), dense_gap[qi] * bm]
+        out.append((cand, np.stack(feats, 1)))
+    return out
+
+
+def _ndcg_of(data: Cached, features: list[tuple[np.ndarray, np.ndarray]], w: np.ndarray, queries: list[int]) -> float:
+    from assistant.eval import ndcg
+
+    total = 0.0
+    for qi in queries:
+        cand, feats = features[qi]
+        seen: dict[str, None] = {}
+        for i in cand[np.argsort(-(feats @ w), kind="stable")]:
+            seen.setdefault(data.sources[i])
+            if len(seen) == 10:
+                break
+        total += ndcg(list(seen), data.qrels[data.qids[qi]], 10)
+    return total / len(queries)
+
+
+def learned(train: Cached, report: Cached) -> None:
+    """Linear fusion weights fitted on train by coordinate ascent on nDCG@10, then scored on `report`.
+
+    The 5-fold cross-validation figure (fit on four fifths of train, score the fifth) says whether
+    the fitted weights generalise; the cosine's weight stays 1 (only the ratio matters).
+    """
+    fit, shown = _features(train, train.bm25()), _features(report, report.bm25())
+
+    def ascend(w: np.ndarray, queries: list[int], active: list[int]) -> np.ndarray:
+        current = _ndcg_of(train, fit, w, queries)
+        for _ in range(3):
+            moved = False
+            for j in active:
+                for step in (0.4, 0.2, 0.1, 0.05, -0.05, -0.1, -0.2, -0.4):
+                    trial = w.copy()
+                    trial[j] += step * max(1.0, abs(w[j]))
+                    value = _ndcg_of(train, fit, trial, queries)
+                    if value > current + 1e-5:
+                        w, current, moved = trial, value, True
+            if not moved:
+                break
+        return w
+
+    start = np.array([1, 0, 0.8, 0, 0, 0], float)  # the chosen fusion
+    everyone = list(range(len(train.qids)))
+    folds = np.array_split(np.random.default_rng(0).permutation(everyone), 5)
+    say(
+        f"| chosen weights {start.tolist()} | train {_ndcg_of(train, fit, start, everyone):.4f} | | reported split {_ndcg_of(report, shown, start, list(range(len(report.qids)))):.4f} |"
+    )
+    for active in ([1, 2], [2, 3, 4], [1, 2, 3, 4, 5]):
+        cv = []
+        for f in range(5):
+            rest = [int(q) for g in range(5) if g != f for q in folds[g]]
+            held = [int(q) for q in folds[f]]
+            cv.append(_ndcg_of(train, fit, ascend(start, rest, active), held))
+        w = ascend(start, everyone, active)
+        label = ", ".join(FEATURES[j] for j in [0, *active])
+        on_report = _ndcg_of(report, shown, w, list(range(len(report.qids))))
+        say(
+            f"| learned ({label}): {np.round(w, 2).tolist()} | train {_ndcg_of(train, fit, w, everyone):.4f} "
+            f"| 5-fold CV on train {np.mean(cv):.4f} | reported split {on_report:.4f} |"
+        )
+
+
+def more(data: Cached) -> None:
+    """Session-3 variants under the chosen fusion (cosine + 0.8 x conf@10 x BM25/best)."""
+
+    def row(name: str, figures: dict[str, float]) -> None:
+        say(f"| {name} | {figures['ndcg@10']:.4f} | {figures['recall@100']:.4f} | {figures['mrr@10']:.4f} |")
+
+    def chosen(keyword: np.ndarray, weight: float = 0.8) -> dict[str, float]:
+        return run(data, convex_max(weight, confidence(keyword, 10)), keyword)
+
+    base = data.bm25()
+    row(f"chosen fusion on this cache ({len(data.texts)} chunks)", chosen(base))
+    for weight in (1.0, 1.2):
+        row(f"  same, BM25 weight {weight}", chosen(base, weight))
+    docs, queries = _tokens(data.texts), _tokens(data.qtexts)
+    row("BM25 tokens of one character kept", chosen(_bm25(_tokens_pattern(data.texts), _tokens_pattern(data.qtexts))))
+    row(
+        "Porter stemmer instead of Snowball English",
+        chosen(_bm25(_tokens(data.texts, stemmer="porter"), _tokens(data.qtexts, stemmer="porter"))),
+    )
+    from bm25s.stopwords import STOPWORDS_EN_PLUS
+
+    plus = list(STOPWORDS_EN_PLUS)
+    row(
+        "bm25s' longer English stopword list (179 words)",
+        chosen(_bm25(_tokens(data.texts, plus), _tokens(data.qtexts, plus))),
+    )
+    pairs = _bm25(
+        [[f"{a}_{b}" for a, b in itertools.pairwise(t)] for t in docs],
+        [[f"{a}_{b}" for a, b in itertools.pairwise(t)] for t in queries],
+    )
+    for weight in (0.1, 0.2, 0.4):
+        row(f"BM25 + {weight} x BM25 over word pairs (phrases)", chosen(base + weight * pairs))
+    ceiling = _idf_ceiling(docs, queries)
+    for weight in (1.2, 2.0):
+        row(
+            f"cosine + {weight} x BM25 / (sum of the question's IDFs x (k1+1)), no confidence",
+            run(data, _over_ceiling(weight, ceiling), base),
+        )
+    sources = np.asarray(data.sources)
+    names, inverse = np.unique(sources, return_inverse=True)
+    sums = np.zeros((len(names), data.chunks.shape[1]), np.float32)
+    np.add.at(sums, inverse, data.chunks)
+    means = sums / np.bincount(inverse)[:, None]
+    plain_chunks, plain_dense = data.chunks, data.dense
+    for lam in (0.2, 0.5, 1.0):
+        mixed = plain_chunks + lam * means[inverse]
+        data.chunks = mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
+        data.dense = data.queries @ data.chunks.T
+        row(f"document-aware chunk vectors: chunk + {lam} x its document's mean", chosen(base))
+    data.chunks, data.dense = plain_chunks, plain_dense
+
+
+def _over_ceiling(weight: float, ceiling: np.ndarray) -> Fusion:
+    def fusion(c: np.ndarray, s: np.ndarray, dr: np.ndarray, kr: np.ndarray, qi: int) -> np.ndarray:
+        return c + weight * s / max(float(ceiling[qi]), 1e-9)
+
+    return fusion
+
+
+def _tokens_pattern(texts: list[str]) -> list[list[str]]:
+    import bm25s
+    import Stemmer
+
+    out = bm25s.tokenize(
+        texts,
+        stopwords="en",
+        stemmer=Stemmer.Stemmer("english"),
+        token_pattern=r"(?u)\b\w+\b",
+        return_ids=False,
+        show_progress=False,
+    )
+    return [list(t) for t in out]
+
+
+def _idf_ceiling(docs: list[list[str]], queries: list[list[str]], k1: float = 0.9) -> np.ndarray:
+    """The most BM25 could give each question: every term's IDF at full saturation."""
+    import math
+    from collections import Counter
+
+    df: Counter[str] = Counter()
+    for doc in docs:
+        df.update(set(doc))
+    n = len(docs)
+    return np.asarray(
+        [sum(math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in q if t in df) * (k1 + 1) for q in queries]
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["build", "grid"])
+    parser.add_argument("command", choices=["build", "grid", "more"])
     parser.add_argument("dataset", type=Path, help="BEIR folder")
     parser.add_argument("--cache", type=Path, required=True, help="where the index and vectors are kept")
     parser.add_argument("--split", default="train", help="qrels split to score (tune on train)")
@@ -221,8 +425,12 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.command == "build":
         build(args.dataset, args.cache)
-    else:
+    elif args.command == "grid":
         grid(Cached(args.cache, args.dataset, args.split))
+    else:
+        report = Cached(args.cache, args.dataset, args.split)
+        more(report)
+        learned(report if args.split == "train" else Cached(args.cache, args.dataset, "train"), report)
     return 0
 
 

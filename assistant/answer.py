@@ -172,10 +172,15 @@ def strip_injection(question: str) -> str:
 COVERAGE_WEIGHT = 0.2  # calibrated with the threshold; see docs/calibration.md
 
 
-def evidence_score(passages: list[Passage], coverage: float) -> float:
-    """How well the passages support answering: best cosine similarity plus keyword coverage."""
+def evidence_score(passages: list[Passage], coverage: float, phrase: bool = False) -> float:
+    """How well the passages support answering: best cosine similarity plus keyword coverage.
+
+    Coverage counts twice when the question's key terms appear as one phrase in a passage
+    (`Retriever.phrase_found`): MiniLM does not know many terms of art ("just culture"),
+    and an exact phrase is the evidence it misses.
+    """
     best = max((p.similarity for p in passages), default=0.0)
-    return best + COVERAGE_WEIGHT * coverage if passages else 0.0
+    return best + COVERAGE_WEIGHT * coverage * (2 if phrase else 1) if passages else 0.0
 
 
 def refuse(question: str, text: str, standalone: str = "") -> Answer:

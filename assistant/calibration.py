@@ -25,7 +25,10 @@ def _scores(assistant: Assistant, path: Path) -> list[float]:
         if is_clinical_request(question):
             continue
         passages = assistant.retriever.retrieve(question, assistant.settings.top_k)
-        scores.append(evidence_score(passages, assistant.retriever.coverage(question, passages)))
+        retriever = assistant.retriever
+        scores.append(
+            evidence_score(passages, retriever.coverage(question, passages), retriever.phrase_found(question, passages))
+        )
     return scores
 
 

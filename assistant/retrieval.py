@@ -60,6 +60,43 @@ class Passage:
 
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")
+# Stemmed tokens that frame a question rather than name its subject (bm25s' English stopwords
+# already drop "is", "the", "of"...).
+QUESTION_WORDS = frozenset(
+    [
+        "what",
+        "how",
+        "who",
+        "whom",
+        "whose",
+        "where",
+        "when",
+        "whi",
+        "which",
+        "do",
+        "doe",
+        "did",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "i",
+        "me",
+        "my",
+        "mine",
+        "we",
+        "our",
+        "you",
+        "your",
+        "tell",
+        "explain",
+        "pleas",
+        "mean",
+        "defin",
+        "get",
+    ]
+)
 
 
 class KeywordIndex:
@@ -95,6 +132,23 @@ class KeywordIndex:
         weight = {t: math.log((n + 1) / (self._df.get(t, 0) + 0.5)) for t in terms}
         total = sum(weight.values())
         return sum(w for t, w in weight.items() if t in found) / total if total > 0 else 0.0
+
+    def phrase_found(self, question: str, texts: Sequence[str]) -> bool:
+        """Whether the question's key terms, two or more, appear together and in order in one text.
+
+        Key terms are the question's stemmed tokens without question words ("what", "how",
+        "my"...). "What is just culture?" -> "just cultur", found in a passage that says "a just
+        culture approach". An exact phrase is strong evidence for a term of art the encoder does
+        not know; scattered words are not.
+        """
+        terms = [t for t in self._tokens([question])[0] if t not in QUESTION_WORDS]
+        if len(terms) < 2:
+            return False
+        for tokens in self._tokens(list(texts)) if texts else []:
+            kept = [t for t in tokens if t not in QUESTION_WORDS]
+            if any(kept[i : i + len(terms)] == terms for i in range(len(kept) - len(terms) + 1)):
+                return True
+        return False
 
     def scores(self, query: str) -> np.ndarray:
         """The BM25 score of every indexed chunk (in `ids` order) for a query; zeros if no term is known."""
@@ -182,6 +236,10 @@ class Retriever:
     def coverage(self, question: str, passages: Sequence[Passage]) -> float:
         """How much of the question's vocabulary the passages contain (see KeywordIndex.coverage)."""
         return self._keyword.coverage(question, [p.chunk.text for p in passages])
+
+    def phrase_found(self, question: str, passages: Sequence[Passage]) -> bool:
+        """Whether the question's key terms appear as one phrase in a passage (see KeywordIndex)."""
+        return self._keyword.phrase_found(question, [p.chunk.text for p in passages])
 
     @property
     def live_chunks(self) -> int:

@@ -54,6 +54,14 @@ def test_offtopic_questions_are_mostly_refused(corpus_assistant: Assistant) -> N
     assert len(refused) >= 0.9 * len(OFFTOPIC)
 
 
+def test_term_of_art_the_encoder_does_not_know_is_answered_from_its_guide(corpus_assistant: Assistant) -> None:
+    # MiniLM gives "just culture" a cosine near 0.1; the exact phrase in the safety guide carries it.
+    answer = corpus_assistant.ask("what is just culture")
+    assert not answer.refused
+    assert "quality-and-patient-safety.md" in {c.source for c in answer.citations}
+    assert "just culture" in answer.answer.lower()
+
+
 def test_refusal_says_what_it_can_help_with(corpus_assistant: Assistant) -> None:
     answer = corpus_assistant.ask("What's the capital of France?")
     assert answer.refused and "don't cover" in answer.answer and "residency" in answer.answer

@@ -140,6 +140,18 @@ def test_keyword_coverage_weighs_rare_terms_most() -> None:
     assert index.coverage("zeppelin director", texts) < 0.5  # an unseen term outweighs a known one
 
 
+def test_phrase_is_found_only_when_the_key_terms_stand_together_in_order() -> None:
+    texts = ["Leaders who build a just culture ask what failed.", "Culture eats strategy; that is just how it is."]
+    index = KeywordIndex(["1", "2"], texts, k1=0.9, b=0.4)
+    assert index.phrase_found("What is just culture?", texts)  # question words and "is" do not count
+    assert index.phrase_found("How do I build a just culture", texts[:1])
+    assert not index.phrase_found("What is just culture?", texts[1:])  # both words, but apart
+    assert not index.phrase_found("culture just", texts)  # order matters
+    assert not index.phrase_found("What is culture?", texts)  # one term is not a phrase
+    assert not index.phrase_found("what is just culture", [])
+    assert not index.phrase_found("", texts)
+
+
 def test_keyword_search_returns_only_matching_chunks_best_first() -> None:
     index = KeywordIndex(["1", "2", "3"], ["pilot licence hours", "bread starter", "pilot"], k1=0.9, b=0.4)
     hits = index.search("pilot licence", 10)

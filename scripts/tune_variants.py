@@ -1,0 +1,300 @@
+"""More retrieval variants scored on a tune_retrieval cache (session 3 of docs/retrieval.md).
+
+    python scripts/tune_variants.py heading ../shared/eval/scifact --cache /tmp/tune/scifact
+    python scripts/tune_variants.py rm3 ../shared/eval/scifact --cache /tmp/tune/scifact
+    python scripts/tune_variants.py prf ../shared/eval/scifact --cache /tmp/tune/scifact
+    python scripts/tune_variants.py late ../shared/eval/scifact --cache /tmp/tune/scifact
+    python scripts/tune_variants.py windows ../shared/eval/scifact --cache /tmp/tune/scifact \
+        --windows /tmp/tune/scifact600
+
+Each prints table rows (setting | nDCG@10 | R@100 | MRR@10) under the chosen fusion
+(cosine + 0.8 x conf@10 x BM25/best), with the grid's exact dense search:
+
+- heading: the chunk's heading line embedded on its own, its cosine added to the chunk's.
+- rm3: BM25 expansion terms from the top fused chunks (RM3-like).
+- prf: dense pseudo-relevance feedback over a grid, with 5-fold cross-validation on the split.
+- late: "late-chunked" windows: means of consecutive sentence vectors (pooled at ingest).
+- windows: small-to-big; each chunk scored by its best window from a second cache built with
+  smaller chunks (e.g. ASSISTANT_CHUNK_SIZE=600 ASSISTANT_CHUNK_OVERLAP=100), alone or with its
+  own vector.
+Tune on `--split train` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tune_retrieval import Cached, _tokens, _top, confidence, convex_max, run, say
+
+from assistant.eval import RECALL_DEPTH, ndcg, score_runs
+
+WEIGHT = 0.8  # the chosen fusion's BM25 weight
+
+
+def row(name: str, figures: dict[str, float]) -> None:
+    say(f"| {name} | {figures['ndcg@10']:.4f} | {figures['recall@100']:.4f} | {figures['mrr@10']:.4f} |")
+
+
+def chosen(data: Cached, keyword: np.ndarray, weight: float = WEIGHT) -> dict[str, float]:
+    return run(data, convex_max(weight, confidence(keyword, 10)), keyword)
+
+
+def _documents(data: Cached, order: np.ndarray) -> list[str]:
+    seen: dict[str, None] = {}
+    for i in order:
+        seen.setdefault(data.sources[i])
+        if len(seen) == RECALL_DEPTH:
+            break
+    return list(seen)
+
+
+def _fused_order(data: Cached, qi: int, cosine: np.ndarray, keyword: np.ndarray) -> np.ndarray:
+    """Candidate chunks of one question, best first, under the chosen fusion."""
+    dense, lexical = _top(cosine, 100), _top(keyword, 100)
+    cand = np.union1d(dense, lexical[keyword[lexical] > 0])
+    top = -np.sort(-keyword)[:10]
+    best = max(float(top[0]), 1e-9)
+    gap = (top[0] - top[-1]) / best
+    fused = cosine[cand] + WEIGHT * gap * keyword[cand] / best
+    return cand[np.argsort(-fused, kind="stable")]
+
+
+def heading(data: Cached) -> None:
+    from assistant.config import load_settings
+    from assistant.models import build_embeddings
+
+    heads = [t.split("\n", 1)[0] for t in data.texts]
+    unique = sorted(set(heads))
+    embedder = build_embeddings(load_settings(os.environ))
+    vectors = np.asarray(embedder.embed_documents(unique), np.float32)
+    where = {h: n for n, h in enumerate(unique)}
+    head_cosine = (data.queries @ vectors.T)[:, [where[h] for h in heads]]
+    keyword, plain = data.bm25(), data.dense
+    for share in (0.1, 0.2, 0.3):
+        for weight in (0.8, 1.0):
+            data.dense = plain + share * head_cosine
+            row(f"chunk cosine + {share} x heading cosine, BM25 weight {weight}", chosen(data, keyword, weight))
+    data.dense = plain
+
+
+def rm3(data: Cached) -> None:
+    docs, queries = _tokens(data.texts), _tokens(data.qtexts)
+    import bm25s
+
+    model = bm25s.BM25(k1=0.9, b=0.4)
+    model.index(docs, show_progress=False)
+    df: Counter[str] = Counter()
+    for doc in docs:
+        df.update(set(doc))
+    idf = {t: math.log(1 + (len(docs) - n + 0.5) / (n + 0.5)) for t, n in df.items()}
+    keyword = data.bm25()
+    first = [_fused_order(data, qi, data.dense[qi], keyword[qi]) for qi in range(len(data.qids))]
+    single: dict[str, np.ndarray] = {}
+
+    def term(t: str) -> np.ndarray:
+        if t not in single:
+            single[t] = np.asarray(model.get_scores([t]), np.float32)
+        return single[t]
+
+    for feedback in (3, 5):
+        for terms in (5, 10):
+            for weight in (0.2, 0.4):
+                runs = {}
+                for qi, q in enumerate(data.qids):
+                    asked, mass = set(queries[qi]), dict[str, float]()
+                    for i in first[qi][:feedback]:
+                        counts = Counter(docs[i])
+                        length = sum(counts.values())
+                        for t, n in counts.items():
+                            if t not in asked:
+                                mass[t] = mass.get(t, 0.0) + n / length * idf[t]
+                    picked = sorted(mass.items(), key=lambda kv: -kv[1])[:terms]
+                    expanded = keyword[qi].copy()
+                    if picked:
+                        total = sum(w for _, w in picked)
+                        expanded += weight * len(asked) * sum((w / total) * term(t) for t, w in picked)
+                    runs[q] = _documents(data, _fused_order(data, qi, data.dense[qi], expanded))
+                row(
+                    f"RM3-like: top {feedback} chunks, {terms} terms, weight {weight}",
+                    score_runs(runs, data.qrels, 10),
+                )
+
+
+def prf(data: Cached) -> None:
+    keyword = data.bm25()
+    first = [_fused_order(data, qi, data.dense[qi], keyword[qi]) for qi in range(len(data.qids))]
+    per_query: dict[tuple[float, int, bool], np.ndarray] = {}
+    for beta in (0.0, 0.1, 0.2, 0.3, 0.4, 0.6):
+        for top in (1, 2, 3, 5):
+            for by_document in (False, True):
+                if beta == 0 and (top > 1 or by_document):
+                    continue
+                figures = []
+                for qi, q in enumerate(data.qids):
+                    order = first[qi]
+                    if beta > 0:
+                        picked = _feedback(data, order, top, by_document)
+                        vector = data.queries[qi] + beta * data.chunks[picked].mean(0)
+                        vector /= np.linalg.norm(vector)
+                        order = _fused_order(data, qi, data.chunks @ vector, keyword[qi])
+                    figures.append(ndcg(_documents(data, order), data.qrels[q], 10))
+                per_query[(beta, top, by_document)] = np.asarray(figures)
+                say(
+                    f"| PRF weight {beta}, top {top} {'documents' if by_document else 'chunks'} | {np.mean(figures):.4f} | | |"
+                )
+    settings = list(per_query)
+    for seed in range(3):
+        folds = np.array_split(np.random.default_rng(seed).permutation(len(data.qids)), 5)
+        cv, base = [], []
+        for f in range(5):
+            rest = np.concatenate([folds[g] for g in range(5) if g != f])
+            best = max(settings, key=lambda k: float(per_query[k][rest].mean()))
+            cv.append(per_query[best][folds[f]].mean())
+            base.append(per_query[(0.0, 1, False)][folds[f]].mean())
+        say(
+            f"| PRF, 5-fold CV (seed {seed}): best grid setting on 4 folds, scored on the 5th | {np.mean(cv):.4f} | chosen {np.mean(base):.4f} | |"
+        )
+
+
+def _feedback(data: Cached, order: np.ndarray, top: int, by_document: bool) -> list[int]:
+    if not by_document:
+        return [int(i) for i in order[:top]]
+    picked, seen = [], set()
+    for i in order:
+        if data.sources[i] not in seen:
+            seen.add(data.sources[i])
+            picked.append(int(i))
+            if len(picked) == top:
+                break
+    return picked
+
+
+def _sentence_vectors(cache: Path, data: Cached) -> list[np.ndarray]:
+    """Every cached chunk's sentence vectors (pooled at ingest), read once from the cache's index."""
+    saved = cache / "sentences.npz"
+    if not saved.exists():
+        from assistant.config import load_settings
+        from assistant.store import Store, build_client, collection_suffix
+
+        settings = load_settings(os.environ, index_dir=cache / "index")
+        store = Store(build_client(settings), collection_suffix(settings))
+        meta = json.loads((cache / "meta.json").read_text())
+        got = {}
+        for start in range(0, len(meta["ids"]), 2000):
+            got.update({c.id: c.sentence_vectors for c in store.get_chunks(meta["ids"][start : start + 2000])})
+        arrays = [np.asarray(got[i], np.float32).reshape(-1, data.chunks.shape[1]) for i in meta["ids"]]
+        offsets = np.cumsum([0] + [len(a) for a in arrays])
+        np.savez(saved, vectors=np.vstack(arrays), offsets=offsets)
+    stored = np.load(saved)
+    vectors, offsets = stored["vectors"], stored["offsets"]
+    return [vectors[offsets[n] : offsets[n + 1]] for n in range(len(offsets) - 1)]
+
+
+def late(cache: Path, data: Cached) -> None:
+    sentences = _sentence_vectors(cache, data)
+    keyword, plain = data.bm25(), data.dense
+    for size in (2, 3, 4, 6):
+        windows, owner = [], []
+        for n, vectors in enumerate(sentences):
+            for start in range(max(1, len(vectors) - size + 1)):
+                if len(vectors):
+                    v = vectors[start : start + size].mean(0)
+                    windows.append(v / np.linalg.norm(v))
+                    owner.append(n)
+        cosine = data.queries @ np.asarray(windows, np.float32).T
+        best = np.full_like(plain, -1.0)
+        for q in range(len(data.qids)):
+            np.maximum.at(best[q], np.asarray(owner), cosine[q])
+        data.dense = np.maximum(plain, best)
+        row(f"late-chunked windows of {size} sentences: max(chunk, window) cosine", chosen(data, keyword))
+        data.dense = (plain + best) / 2
+        row(f"late-chunked windows of {size} sentences: mean of chunk and window cosine", chosen(data, keyword))
+    data.dense = plain
+
+
+def windows(dataset: Path, data: Cached, small: Cached) -> None:
+    """Small-to-big: a chunk's cosine from the smaller chunks ("windows") lying at least half inside it."""
+    texts = {}
+    for line in (dataset / "corpus.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            texts[str(record["_id"])] = str(record["text"]).strip()
+
+    def spans(cached: Cached) -> list[tuple[int, int]]:
+        out = []
+        for text, source in zip(cached.texts, cached.sources):
+            body = text.split("\n\n", 1)[-1]
+            start = texts[source].find(body[:80])
+            out.append((start, start + len(body)))
+        return out
+
+    big, little = spans(data), spans(small)
+    by_source: dict[str, list[int]] = {}
+    for j, source in enumerate(small.sources):
+        by_source.setdefault(source, []).append(j)
+    children = []
+    for (a, b), source in zip(big, data.sources):
+        inside = [
+            j
+            for j in by_source[source]
+            if min(b, little[j][1]) - max(a, little[j][0]) >= 0.5 * (little[j][1] - little[j][0])
+        ]
+        children.append(inside or [max(by_source[source], key=lambda j: min(b, little[j][1]) - max(a, little[j][0]))])
+    width = max(len(c) for c in children)
+    index = np.asarray([(c * width)[:width] for c in children])
+    best_window = np.max(small.dense[:, index], axis=2)
+    mean_vectors = np.stack([small.chunks[c].mean(0) for c in children])
+    mean_vectors /= np.linalg.norm(mean_vectors, axis=1, keepdims=True)
+    mean_cosine = small.queries @ mean_vectors.T
+    keyword, plain = data.bm25(), data.dense
+    say(f"| windows per chunk: {np.mean([len(c) for c in children]):.2f} | | | |")
+    for name, cosine in (
+        ("chunk's own vector (chosen)", plain),
+        ("best window instead of the chunk's vector", best_window),
+        ("max(chunk's vector, best window)", np.maximum(plain, best_window)),
+        ("mean of the windows' vectors instead of the chunk's", mean_cosine),
+        ("max(mean of windows, best window)", np.maximum(mean_cosine, best_window)),
+    ):
+        data.dense = cosine
+        row(f"small-to-big: {name}", chosen(data, keyword))
+    data.dense = plain
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["heading", "rm3", "prf", "late", "windows"])
+    parser.add_argument("dataset", type=Path, help="BEIR folder")
+    parser.add_argument("--cache", type=Path, required=True, help="a tune_retrieval.py build cache")
+    parser.add_argument("--windows", type=Path, help="windows: a cache built with smaller chunks")
+    parser.add_argument("--split", default="train", help="qrels split to score (tune on train)")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    data = Cached(args.cache, args.dataset, args.split)
+    if args.command == "heading":
+        heading(data)
+    elif args.command == "rm3":
+        rm3(data)
+    elif args.command == "prf":
+        prf(data)
+    elif args.command == "late":
+        late(args.cache, data)
+    else:
+        if args.windows is None:
+            parser.error("windows needs --windows CACHE")
+        windows(args.dataset, data, Cached(args.windows, args.dataset, args.split))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,8 +24,8 @@ def _scores(assistant: Assistant, path: Path) -> list[float]:
         question = str(json.loads(line)["question"])
         if is_clinical_request(question):
             continue
-        passages = assistant.retriever.retrieve(question, assistant.settings.top_k)
         retriever = assistant.retriever
+        passages = retriever.retrieve(question, assistant.settings.top_k)
         scores.append(
             evidence_score(passages, retriever.coverage(question, passages), retriever.phrase_found(question, passages))
         )

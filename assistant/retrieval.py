@@ -63,39 +63,8 @@ _WORD = re.compile(r"(?u)\b\w\w+\b")
 # Stemmed tokens that frame a question rather than name its subject (bm25s' English stopwords
 # already drop "is", "the", "of"...).
 QUESTION_WORDS = frozenset(
-    [
-        "what",
-        "how",
-        "who",
-        "whom",
-        "whose",
-        "where",
-        "when",
-        "whi",
-        "which",
-        "do",
-        "doe",
-        "did",
-        "can",
-        "could",
-        "should",
-        "would",
-        "will",
-        "i",
-        "me",
-        "my",
-        "mine",
-        "we",
-        "our",
-        "you",
-        "your",
-        "tell",
-        "explain",
-        "pleas",
-        "mean",
-        "defin",
-        "get",
-    ]
+    "what how who whom whose where when whi which do doe did can could should would will "  # noqa: SIM905
+    "i me my mine we our you your tell explain pleas mean defin get".split()
 )
 
 

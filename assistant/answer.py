@@ -176,7 +176,7 @@ def evidence_score(passages: list[Passage], coverage: float, phrase: bool = Fals
     """How well the passages support answering: best cosine similarity plus keyword coverage.
 
     Coverage counts twice when the question's key terms appear as one phrase in a passage
-    (`Retriever.phrase_found`): MiniLM does not know many terms of art ("just culture"),
+    (`Support.phrase`): MiniLM does not know many terms of art ("just culture"),
     and an exact phrase is the evidence it misses.
     """
     best = max((p.similarity for p in passages), default=0.0)

@@ -24,11 +24,9 @@ def _scores(assistant: Assistant, path: Path) -> list[float]:
         question = str(json.loads(line)["question"])
         if is_clinical_request(question):
             continue
-        retriever = assistant.retriever
-        passages = retriever.retrieve(question, assistant.settings.top_k)
-        scores.append(
-            evidence_score(passages, retriever.coverage(question, passages), retriever.phrase_found(question, passages))
-        )
+        passages = assistant.retriever.retrieve(question, assistant.settings.top_k)
+        support = assistant.retriever.support(question, passages)
+        scores.append(evidence_score(passages, support.coverage, support.phrase))
     return scores
 
 

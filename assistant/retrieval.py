@@ -68,6 +68,34 @@ QUESTION_WORDS = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class Support:
+    """How far retrieved texts support a question, beyond the cosine.
+
+    coverage: IDF-weighted share of the question's terms found in the texts (0..1); terms the
+        corpus has never seen weigh most, so "how do I become a pilot?" scores low even though
+        "become" is common in the guides.
+    phrase: the question's key terms (its stemmed tokens without question words such as
+        "what", "how", "my"), two or more, appear together and in order in one text. "What is
+        just culture?" -> "just cultur", found in "a just culture approach": strong evidence for
+        a term of art the encoder does not know, where scattered words are not.
+    """
+
+    coverage: float
+    phrase: bool
+
+
+def _phrase_in(question_tokens: list[str], passages: list[list[str]]) -> bool:
+    terms = [t for t in question_tokens if t not in QUESTION_WORDS]
+    if len(terms) < 2:
+        return False
+    for tokens in passages:
+        kept = [t for t in tokens if t not in QUESTION_WORDS]
+        if any(kept[i : i + len(terms)] == terms for i in range(len(kept) - len(terms) + 1)):
+            return True
+    return False
+
+
 class KeywordIndex:
     """BM25 over chunk texts (English stemming, stopwords removed)."""
 
@@ -87,37 +115,20 @@ class KeywordIndex:
         tokens = bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False)
         return [list(t) for t in tokens]
 
-    def coverage(self, question: str, texts: Sequence[str]) -> float:
-        """IDF-weighted share of the question's terms found in these texts (0..1).
+    def support(self, question: str, texts: Sequence[str]) -> Support:
+        """How far these texts support the question, from one tokenization of each."""
+        terms = self._tokens([question])[0]
+        passages = self._tokens(list(texts)) if texts else []
+        return Support(self._coverage(set(terms), passages), _phrase_in(terms, passages))
 
-        Terms the corpus has never seen weigh most, so "how do I become a pilot?" scores low
-        even though "become" is common in the guides.
-        """
-        terms = set(self._tokens([question])[0])
+    def _coverage(self, terms: set[str], passages: list[list[str]]) -> float:
         if not terms:
             return 0.0
         n = max(1, len(self.ids))
-        found = set().union(*(set(t) for t in self._tokens(list(texts)))) if texts else set()
+        found = set().union(*(set(t) for t in passages))
         weight = {t: math.log((n + 1) / (self._df.get(t, 0) + 0.5)) for t in terms}
         total = sum(weight.values())
         return sum(w for t, w in weight.items() if t in found) / total if total > 0 else 0.0
-
-    def phrase_found(self, question: str, texts: Sequence[str]) -> bool:
-        """Whether the question's key terms, two or more, appear together and in order in one text.
-
-        Key terms are the question's stemmed tokens without question words ("what", "how",
-        "my"...). "What is just culture?" -> "just cultur", found in a passage that says "a just
-        culture approach". An exact phrase is strong evidence for a term of art the encoder does
-        not know; scattered words are not.
-        """
-        terms = [t for t in self._tokens([question])[0] if t not in QUESTION_WORDS]
-        if len(terms) < 2:
-            return False
-        for tokens in self._tokens(list(texts)) if texts else []:
-            kept = [t for t in tokens if t not in QUESTION_WORDS]
-            if any(kept[i : i + len(terms)] == terms for i in range(len(kept) - len(terms) + 1)):
-                return True
-        return False
 
     def scores(self, query: str) -> np.ndarray:
         """The BM25 score of every indexed chunk (in `ids` order) for a query; zeros if no term is known."""
@@ -202,13 +213,9 @@ class Retriever:
             self._source, self._keyword, self._generation = source, keyword, generation
             logger.info("keyword index rebuilt: %d live chunks (generation %d)", len(kept), generation)
 
-    def coverage(self, question: str, passages: Sequence[Passage]) -> float:
-        """How much of the question's vocabulary the passages contain (see KeywordIndex.coverage)."""
-        return self._keyword.coverage(question, [p.chunk.text for p in passages])
-
-    def phrase_found(self, question: str, passages: Sequence[Passage]) -> bool:
-        """Whether the question's key terms appear as one phrase in a passage (see KeywordIndex)."""
-        return self._keyword.phrase_found(question, [p.chunk.text for p in passages])
+    def support(self, question: str, passages: Sequence[Passage]) -> Support:
+        """Keyword coverage and exact-phrase evidence of the passages (see Support)."""
+        return self._keyword.support(question, [p.chunk.text for p in passages])
 
     @property
     def live_chunks(self) -> int:

@@ -184,9 +184,8 @@ class Assistant:
         if not query:
             return refuse(text, OUT_OF_SCOPE)
         passages = self.retriever.retrieve(query, self.settings.top_k)
-        evidence = evidence_score(
-            passages, self.retriever.coverage(query, passages), self.retriever.phrase_found(query, passages)
-        )
+        support = self.retriever.support(query, passages)
+        evidence = evidence_score(passages, support.coverage, support.phrase)
         if evidence < self.settings.min_evidence:
             logger.info("refused (weak evidence %.3f): %.80s", evidence, text)
             return refuse(text, OUT_OF_SCOPE, query)

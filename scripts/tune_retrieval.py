@@ -95,23 +95,7 @@ class Cached:
         self, texts: list[str] | None = None, k1: float = 0.9, b: float = 0.4, stopwords: str | None = "en"
     ) -> np.ndarray:
         """BM25 score of every chunk for every query, with the KeywordIndex's tokenization."""
-        import bm25s
-        import Stemmer
-
-        stemmer = Stemmer.Stemmer("english")
-
-        def tokens(items: list[str]) -> list[list[str]]:
-            out = bm25s.tokenize(items, stopwords=stopwords, stemmer=stemmer, return_ids=False, show_progress=False)
-            return [list(t) for t in out]
-
-        model = bm25s.BM25(k1=k1, b=b)
-        model.index(tokens(texts or self.texts), show_progress=False)
-        scores = np.zeros((len(self.qids), len(self.sources)), np.float32)
-        for n, query in enumerate(tokens(self.qtexts)):
-            terms = [t for t in query if t in model.vocab_dict]
-            if terms:
-                scores[n] = model.get_scores(terms)
-        return scores
+        return _bm25(_tokens(texts or self.texts, stopwords), _tokens(self.qtexts, stopwords), k1, b)
 
 
 def _top(row: np.ndarray, n: int) -> np.ndarray:
@@ -122,16 +106,23 @@ def _top(row: np.ndarray, n: int) -> np.ndarray:
     return idx[np.argsort(-row[idx])]
 
 
+def _candidates(
+    cosine: np.ndarray, keyword: np.ndarray, dense_n: int = 100, keyword_n: int = 100
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One question's candidates (sorted chunk indices), and each side's proposals best first."""
+    dense = _top(cosine, dense_n)
+    lexical = _top(keyword, keyword_n)
+    lexical = lexical[keyword[lexical] > 0]
+    return np.union1d(dense, lexical), dense, lexical
+
+
 def run(
     data: Cached, fusion: Fusion, keyword: np.ndarray, dense_n: int = 100, keyword_n: int = 100
 ) -> dict[str, float]:
     """nDCG@10, Recall@100, MRR@10 of a fusion over (dense_n, keyword_n) chunk candidates."""
     runs = {}
     for qi, q in enumerate(data.qids):
-        dense = _top(data.dense[qi], dense_n)
-        lexical = _top(keyword[qi], keyword_n)
-        lexical = lexical[keyword[qi][lexical] > 0]
-        cand = np.union1d(dense, lexical)
+        cand, dense, lexical = _candidates(data.dense[qi], keyword[qi], dense_n, keyword_n)
         dense_rank = np.full(len(data.sources), ABSENT)
         dense_rank[dense] = np.arange(len(dense))
         keyword_rank = np.full(len(data.sources), ABSENT)
@@ -218,7 +209,7 @@ def grid(data: Cached) -> None:
         row(f"  same, {n} candidates per side", run(data, convex_max(0.8, gap), base, n, n))
 
 
-def _tokens(texts: list[str], stopwords: str | list[str] = "en", stemmer: str = "english") -> list[list[str]]:
+def _tokens(texts: list[str], stopwords: str | list[str] | None = "en", stemmer: str = "english") -> list[list[str]]:
     import bm25s
     import Stemmer
 
@@ -228,10 +219,11 @@ def _tokens(texts: list[str], stopwords: str | list[str] = "en", stemmer: str = 
     return [list(t) for t in out]
 
 
-def _bm25(docs: list[list[str]], queries: list[list[str]]) -> np.ndarray:
+def _bm25(docs: list[list[str]], queries: list[list[str]], k1: float = 0.9, b: float = 0.4) -> np.ndarray:
+    """BM25 score of every document for every query."""
     import bm25s
 
-    model = bm25s.BM25(k1=0.9, b=0.4)
+    model = bm25s.BM25(k1=k1, b=b)
     model.index(docs, show_progress=False)
     scores = np.zeros((len(queries), len(docs)), np.float32)
     for n, query in enumerate(queries):
@@ -257,9 +249,7 @@ def _features(data: Cached, keyword: np.ndarray) -> list[tuple[np.ndarray, np.nd
     dense_gap = confidence(np.maximum(data.dense, 0), 10)
     out = []
     for qi in range(len(data.qids)):
-        dense, lexical = _top(data.dense[qi], 100), _top(keyword[qi], 100)
-        lexical = lexical[keyword[qi][lexical] > 0]
-        cand = np.union1d(dense, lexical)
+        cand, dense, lexical = _candidates(data.dense[qi], keyword[qi])
         dr, kr = np.full(len(data.sources), ABSENT), np.full(len(data.sources), ABSENT)
         dr[dense], kr[lexical] = np.arange(len(dense)), np.arange(len(lexical))
         bm = keyword[qi][cand] / best[qi]

@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tune_retrieval import Cached, _tokens, _top, confidence, convex_max, run, say
+from tune_retrieval import Cached, _candidates, _tokens, confidence, convex_max, run, say
 
 from assistant.eval import RECALL_DEPTH, ndcg, score_runs
 
@@ -61,8 +61,7 @@ def _documents(data: Cached, order: np.ndarray) -> list[str]:
 
 def _fused_order(data: Cached, qi: int, cosine: np.ndarray, keyword: np.ndarray) -> np.ndarray:
     """Candidate chunks of one question, best first, under the chosen fusion."""
-    dense, lexical = _top(cosine, 100), _top(keyword, 100)
-    cand = np.union1d(dense, lexical[keyword[lexical] > 0])
+    cand, _, _ = _candidates(cosine, keyword)
     top = -np.sort(-keyword)[:10]
     best = max(float(top[0]), 1e-9)
     gap = (top[0] - top[-1]) / best

@@ -131,25 +131,25 @@ def test_keyword_coverage_weighs_rare_terms_most() -> None:
         "Residency takes three to seven years.",
     ]
     index = KeywordIndex(["1", "2", "3"], texts, k1=0.9, b=0.4)
-    assert index.coverage("medical director residency", texts) == pytest.approx(1.0)
-    assert index.coverage("medical director residency", []) == 0.0
-    assert index.coverage("the and of", texts) == 0.0  # nothing left after stopwords
-    rare_found = index.coverage("director residency", [texts[2]])
-    common_found = index.coverage("director residency", [texts[1]])
+    assert index.support("medical director residency", texts).coverage == pytest.approx(1.0)
+    assert index.support("medical director residency", []).coverage == 0.0
+    assert index.support("the and of", texts).coverage == 0.0  # nothing left after stopwords
+    rare_found = index.support("director residency", [texts[2]]).coverage
+    common_found = index.support("director residency", [texts[1]]).coverage
     assert rare_found > 0.5 > common_found > 0.0
-    assert index.coverage("zeppelin director", texts) < 0.5  # an unseen term outweighs a known one
+    assert index.support("zeppelin director", texts).coverage < 0.5  # an unseen term outweighs a known one
 
 
 def test_phrase_is_found_only_when_the_key_terms_stand_together_in_order() -> None:
     texts = ["Leaders who build a just culture ask what failed.", "Culture eats strategy; that is just how it is."]
     index = KeywordIndex(["1", "2"], texts, k1=0.9, b=0.4)
-    assert index.phrase_found("What is just culture?", texts)  # question words and "is" do not count
-    assert index.phrase_found("How do I build a just culture", texts[:1])
-    assert not index.phrase_found("What is just culture?", texts[1:])  # both words, but apart
-    assert not index.phrase_found("culture just", texts)  # order matters
-    assert not index.phrase_found("What is culture?", texts)  # one term is not a phrase
-    assert not index.phrase_found("what is just culture", [])
-    assert not index.phrase_found("", texts)
+    assert index.support("What is just culture?", texts).phrase  # question words and "is" do not count
+    assert index.support("How do I build a just culture", texts[:1]).phrase
+    assert not index.support("What is just culture?", texts[1:]).phrase  # both words, but apart
+    assert not index.support("culture just", texts).phrase  # order matters
+    assert not index.support("What is culture?", texts).phrase  # one term is not a phrase
+    assert not index.support("what is just culture", []).phrase
+    assert not index.support("", texts).phrase
 
 
 def test_keyword_search_returns_only_matching_chunks_best_first() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
@@ -38,8 +39,14 @@ class Chunk:
         return self.text[self.body_start :]
 
 
-def chunk_document(doc: Document, chunk_size: int, chunk_overlap: int) -> list[Chunk]:
-    """Split a document by headings, then by size, merging tiny pieces into a neighbour."""
+def chunk_document(
+    doc: Document, chunk_size: int, chunk_overlap: int, length: Callable[[str], int] = len
+) -> list[Chunk]:
+    """Split a document by headings, then by size, merging tiny pieces into a neighbour.
+
+    Sizes are measured by `length` (characters unless told otherwise; the tuning scripts pass
+    a word-piece measure to try chunks sized by the encoder's tokens).
+    """
     sections = MarkdownHeaderTextSplitter(HEADERS, strip_headers=True).split_text(doc.text)
     pieces: list[tuple[list[str], str]] = []  # (heading parts, body)
     for section in sections:
@@ -51,13 +58,14 @@ def chunk_document(doc: Document, chunk_size: int, chunk_overlap: int) -> list[C
             continue
         heading = _heading_line(doc.title, parts)
         splitter = RecursiveCharacterTextSplitter(
-            chunk_size=max(200, chunk_size - len(heading) - 2),
+            chunk_size=max(200, chunk_size - length(heading) - 2),
             chunk_overlap=chunk_overlap,
             separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
             keep_separator="end",
+            length_function=length,
         )
         pieces.extend((parts, piece.strip()) for piece in splitter.split_text(body) if piece.strip())
-    merged = _merge_small(pieces, chunk_size)
+    merged = _merge_small(pieces, chunk_size, length)
     chunks = []
     for position, (parts, body) in enumerate(merged):
         heading = _heading_line(doc.title, parts)
@@ -82,12 +90,14 @@ def _heading_line(title: str, parts: list[str]) -> str:
     return " > ".join([title, *parts])
 
 
-def _merge_small(pieces: list[tuple[list[str], str]], chunk_size: int) -> list[tuple[list[str], str]]:
+def _merge_small(
+    pieces: list[tuple[list[str], str]], chunk_size: int, length: Callable[[str], int]
+) -> list[tuple[list[str], str]]:
     merged: list[tuple[list[str], str]] = []
     for parts, body in pieces:
         if merged and (len(body) < MIN_PIECE_CHARS or len(merged[-1][1]) < MIN_PIECE_CHARS):
             prev_parts, prev_body = merged[-1]
-            if len(prev_body) + len(body) <= chunk_size:
+            if length(prev_body) + length(body) <= chunk_size:
                 joined = body if parts == prev_parts else f"{parts[-1] if parts else ''}\n\n{body}".strip()
                 merged[-1] = (prev_parts, f"{prev_body}\n\n{joined}")
                 continue

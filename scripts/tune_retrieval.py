@@ -4,6 +4,9 @@
     python scripts/tune_retrieval.py grid ../shared/eval/scifact --cache /tmp/tune/scifact --split train
     python scripts/tune_retrieval.py more ../shared/eval/scifact --cache /tmp/tune/scifact --split train
 
+`build --max-tokens N` chunks by the encoder's word pieces as well as by characters (a chunk
+is at most N word pieces), an experiment of session 4; the product chunks by characters.
+
 `more` scores the later variants (learned fusion weights, BM25 tokenization and expansion,
 document-aware and heading vectors). Other chunk sizes need their own cache, built with the
 settings in the environment, e.g. `ASSISTANT_CHUNK_SIZE=600 ASSISTANT_CHUNK_OVERLAP=100 ... build
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import sys
 import time
@@ -44,7 +48,7 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def build(dataset: Path, cache: Path) -> None:
+def build(dataset: Path, cache: Path, max_tokens: int = 0) -> None:
     """Index the corpus with the real pipeline and cache what the grid needs."""
     from assistant.config import load_settings
     from assistant.eval import build_index, corpus_documents
@@ -52,6 +56,14 @@ def build(dataset: Path, cache: Path) -> None:
 
     cache.mkdir(parents=True, exist_ok=True)
     settings = load_settings(os.environ, index_dir=cache / "index")
+    if max_tokens:
+        import functools
+
+        import assistant.sync
+        from assistant.chunking import chunk_document
+
+        length = _token_length(settings.embedding_model, settings.chunk_size, max_tokens)
+        assistant.sync.chunk_document = functools.partial(chunk_document, length=length)  # experiment only
     embedder = build_embeddings(settings)
     data = load_beir(dataset, "test")
     started = time.perf_counter()
@@ -73,6 +85,24 @@ def build(dataset: Path, cache: Path) -> None:
     meta = {"ids": ids, "sources": [live[i] for i in ids], "texts": texts, "qids": qids}
     (cache / "meta.json").write_text(json.dumps({**meta, "qtexts": [queries[q] for q in qids]}))
     say(f"cached {len(ids)} chunks, {len(qids)} queries")
+
+
+def _token_length(model: str, chunk_size: int, max_tokens: int) -> Callable[[str], int]:
+    """A length in characters in which each word piece counts chunk_size / max_tokens characters,
+    whichever is more, so a chunk is at most chunk_size characters and max_tokens word pieces."""
+    from tokenizers import Tokenizer
+
+    from assistant.models import TOKENIZER, resolve_model_path
+
+    tokenizer = Tokenizer.from_file(str(resolve_model_path(model) / TOKENIZER))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    scale = chunk_size / max_tokens
+
+    def length(text: str) -> int:
+        return max(len(text), math.ceil(len(tokenizer.encode(text, add_special_tokens=False).ids) * scale))
+
+    return length
 
 
 class Cached:
@@ -411,10 +441,11 @@ def main() -> int:
     parser.add_argument("dataset", type=Path, help="BEIR folder")
     parser.add_argument("--cache", type=Path, required=True, help="where the index and vectors are kept")
     parser.add_argument("--split", default="train", help="qrels split to score (tune on train)")
+    parser.add_argument("--max-tokens", type=int, default=0, help="build: at most this many word pieces a chunk")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.command == "build":
-        build(args.dataset, args.cache)
+        build(args.dataset, args.cache, args.max_tokens)
     elif args.command == "grid":
         grid(Cached(args.cache, args.dataset, args.split))
     else:

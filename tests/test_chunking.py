@@ -46,3 +46,16 @@ def test_split_sentences_handles_lists_and_abbreviations() -> None:
         "- First item here",
         "- Second item",
     ]
+
+
+def test_a_length_measure_other_than_characters_bounds_every_chunk() -> None:
+    doc = load_document(CORPUS / "residency-and-internship.md", CORPUS)
+
+    def words_as_characters(text: str) -> int:  # ten "characters" a word: 90 words a chunk at most
+        return max(len(text), 10 * len(text.split()))
+
+    by_characters = chunk_document(doc, 900, 150)
+    by_words = chunk_document(doc, 900, 150, length=words_as_characters)
+    assert len(by_words) > len(by_characters)
+    assert all(words_as_characters(c.body) <= 900 for c in by_words)
+    assert max(words_as_characters(c.body) for c in by_characters) > 900, "the measure must bind"

@@ -4,6 +4,7 @@
     python scripts/tune_variants.py rm3 ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py prf ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py late ../shared/eval/scifact --cache /tmp/tune/scifact
+    python scripts/tune_variants.py docbm25 ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py windows ../shared/eval/scifact --cache /tmp/tune/scifact \
         --windows /tmp/tune/scifact600
 
@@ -13,6 +14,7 @@ Each prints table rows (setting | nDCG@10 | R@100 | MRR@10) under the chosen fus
 - heading: the chunk's heading line embedded on its own, its cosine added to the chunk's.
 - rm3: BM25 expansion terms from the top fused chunks (RM3-like).
 - prf: dense pseudo-relevance feedback over a grid, with 5-fold cross-validation on the split.
+- docbm25: the BM25 score of the chunk's whole document added to the chunk's own (session 4).
 - late: "late-chunked" windows: means of consecutive sentence vectors (pooled at ingest).
 - windows: small-to-big; each chunk scored by its best window from a second cache built with
   smaller chunks (e.g. ASSISTANT_CHUNK_SIZE=600 ASSISTANT_CHUNK_OVERLAP=100), alone or with its
@@ -35,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tune_retrieval import Cached, _candidates, _tokens, confidence, convex_max, run, say
+from tune_retrieval import Cached, _bm25, _candidates, _tokens, confidence, convex_max, run, say
 
 from assistant.eval import RECALL_DEPTH, ndcg, score_runs
 
@@ -179,6 +181,25 @@ def _feedback(data: Cached, order: np.ndarray, top: int, by_document: bool) -> l
     return picked
 
 
+def docbm25(data: Cached) -> None:
+    """Chunk BM25 + w x its document's BM25 (title line once, then every chunk body)."""
+    sources = sorted(set(data.sources))
+    column = {source: n for n, source in enumerate(sources)}
+    title: dict[str, str] = {}
+    bodies: dict[str, list[str]] = {source: [] for source in sources}
+    for text, source in zip(data.texts, data.sources, strict=True):
+        head, _, body = text.partition("\n\n")
+        title.setdefault(source, head)
+        bodies[source].append(body)
+    documents = [title[s] + "\n" + " ".join(bodies[s]) for s in sources]
+    whole = _bm25(_tokens(documents, "en"), _tokens(data.qtexts, "en"), 0.9, 0.4)
+    per_chunk = whole[:, [column[s] for s in data.sources]]
+    base = data.bm25()
+    row("chosen", chosen(data, base))
+    for w in (0.1, 0.2, 0.3, 0.5, 1.0):
+        row(f"chunk BM25 + {w} x document BM25", chosen(data, base + w * per_chunk))
+
+
 def _sentence_vectors(cache: Path, data: Cached) -> list[np.ndarray]:
     """Every cached chunk's sentence vectors (pooled at ingest), read once from the cache's index."""
     saved = cache / "sentences.npz"
@@ -272,7 +293,7 @@ def windows(dataset: Path, data: Cached, small: Cached) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["heading", "rm3", "prf", "late", "windows"])
+    parser.add_argument("command", choices=["heading", "rm3", "prf", "late", "docbm25", "windows"])
     parser.add_argument("dataset", type=Path, help="BEIR folder")
     parser.add_argument("--cache", type=Path, required=True, help="a tune_retrieval.py build cache")
     parser.add_argument("--windows", type=Path, help="windows: a cache built with smaller chunks")
@@ -288,6 +309,8 @@ def main() -> int:
         prf(data)
     elif args.command == "late":
         late(args.cache, data)
+    elif args.command == "docbm25":
+        docbm25(data)
     else:
         if args.windows is None:
             parser.error("windows needs --windows CACHE")

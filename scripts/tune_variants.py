@@ -6,6 +6,8 @@
     python scripts/tune_variants.py late ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py docbm25 ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py centrality ../shared/eval/scifact --cache /tmp/tune/scifact
+    python scripts/tune_variants.py paired ../shared/eval/scifact --cache /tmp/tune/scifact \
+        --against /tmp/tune/scifact600 --against /tmp/tune/scifact-t160
     python scripts/tune_variants.py windows ../shared/eval/scifact --cache /tmp/tune/scifact \
         --windows /tmp/tune/scifact600
 
@@ -18,6 +20,9 @@ Each prints table rows (setting | nDCG@10 | R@100 | MRR@10) under the chosen fus
 - docbm25: the BM25 score of the chunk's whole document added to the chunk's own (session 4).
 - centrality: BM25 query terms weighted by how central each is to the question's meaning (the
   cosine of the term's MiniLM token vectors to the question's vector), to a power (session 4).
+- paired: is a variant's nDCG@10 difference from the chosen setting more than noise? Per-question
+  differences against other caches (--against) and the Porter stemmer, with a 95% bootstrap
+  interval and a sign-flip randomization p-value (session 4).
 - late: "late-chunked" windows: means of consecutive sentence vectors (pooled at ingest).
 - windows: small-to-big; each chunk scored by its best window from a second cache built with
   smaller chunks (e.g. ASSISTANT_CHUNK_SIZE=600 ASSISTANT_CHUNK_OVERLAP=100), alone or with its
@@ -241,6 +246,33 @@ def centrality(data: Cached) -> None:
         row(f"BM25 terms weighted by centrality ** {gamma}", chosen(data, keyword))
 
 
+def _per_question(data: Cached, keyword: np.ndarray) -> np.ndarray:
+    """nDCG@10 of every question under the chosen fusion, in data.qids order."""
+    out = []
+    for qi, q in enumerate(data.qids):
+        order = _fused_order(data, qi, data.dense[qi], keyword[qi])
+        out.append(ndcg(_documents(data, order), data.qrels[q], 10))
+    return np.asarray(out)
+
+
+def paired(data: Cached, others: list[tuple[str, Cached]]) -> None:
+    """Differences to the chosen setting, question by question: mean, 95% CI, p-value."""
+    rng = np.random.default_rng(0)
+    chosen_scores = _per_question(data, data.bm25())
+    variants = [(name, _per_question(other, other.bm25())) for name, other in others]
+    porter = _bm25(_tokens(data.texts, "en", "porter"), _tokens(data.qtexts, "en", "porter"), 0.9, 0.4)
+    variants.append(("Porter stemmer", _per_question(data, porter)))
+    say("| variant | nDCG@10 difference | 95% interval (bootstrap) | p (sign flips) | questions changed |")
+    say("|---|---|---|---|---|")
+    for name, scores in variants:
+        diff = scores - chosen_scores
+        flips = rng.choice([-1.0, 1.0], size=(20000, len(diff)))
+        p = float((np.abs((flips * diff).mean(axis=1)) >= abs(diff.mean()) - 1e-12).mean())
+        boot = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(2000)]
+        low, high = np.percentile(boot, [2.5, 97.5])
+        say(f"| {name} | {diff.mean():+.4f} | {low:+.4f} to {high:+.4f} | {p:.2f} | {int((diff != 0).sum())} |")
+
+
 def _sentence_vectors(cache: Path, data: Cached) -> list[np.ndarray]:
     """Every cached chunk's sentence vectors (pooled at ingest), read once from the cache's index."""
     saved = cache / "sentences.npz"
@@ -334,10 +366,13 @@ def windows(dataset: Path, data: Cached, small: Cached) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["heading", "rm3", "prf", "late", "docbm25", "centrality", "windows"])
+    parser.add_argument(
+        "command", choices=["heading", "rm3", "prf", "late", "docbm25", "centrality", "paired", "windows"]
+    )
     parser.add_argument("dataset", type=Path, help="BEIR folder")
     parser.add_argument("--cache", type=Path, required=True, help="a tune_retrieval.py build cache")
     parser.add_argument("--windows", type=Path, help="windows: a cache built with smaller chunks")
+    parser.add_argument("--against", type=Path, action="append", default=[], help="paired: another cache")
     parser.add_argument("--split", default="train", help="qrels split to score (tune on train)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -354,6 +389,8 @@ def main() -> int:
         docbm25(data)
     elif args.command == "centrality":
         centrality(data)
+    elif args.command == "paired":
+        paired(data, [(str(c), Cached(c, args.dataset, args.split)) for c in args.against])
     else:
         if args.windows is None:
             parser.error("windows needs --windows CACHE")

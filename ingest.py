@@ -37,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     from assistant.admin import hand_off_ingest, running_app
     from assistant.config import load_settings
+    from assistant.documents import refuse_unusable
     from assistant.errors import AssistantError
     from assistant.service import Assistant
 
@@ -46,9 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     paths = args.paths or [settings.corpus_dir]
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        print(f"error: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
+    try:
+        refuse_unusable(paths)
+    except AssistantError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     app_url = None if settings.uses_chroma_server else running_app(Path(settings.index_dir))
     try:

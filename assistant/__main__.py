@@ -182,9 +182,16 @@ def _eval_beir(args: argparse.Namespace, settings) -> int:  # type: ignore[no-un
 
 
 def _feedback(settings) -> int:  # type: ignore[no-untyped-def]
+    import sqlite3
+
     from assistant.feedback import FeedbackStore
 
-    count = FeedbackStore(settings.data_dir).export_csv(sys.stdout)
+    store = FeedbackStore(settings.data_dir)
+    try:
+        count = store.export_csv(sys.stdout)
+    except (sqlite3.Error, OSError) as exc:  # corrupt, locked or unreadable
+        print(f"error: cannot read the feedback database {store.path}: {exc}", file=sys.stderr)
+        return 3
     logger.info("exported %d ratings from %s", count, settings.data_dir)
     return 0
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from assistant.config import Settings
-from assistant.documents import SUFFIXES, parse_document
-from assistant.errors import DocumentError, InputError
+from assistant.documents import SUFFIXES, parse_document, refuse_unusable
+from assistant.errors import DocumentError, InputError, TooLargeError
 from assistant.service import Assistant
 from assistant.sync import SyncReport
 
@@ -42,9 +42,7 @@ def token_status(settings: Settings, authorization: str | None) -> int:
 def reingest(assistant: Assistant, paths: Sequence[Path] = ()) -> SyncReport:
     """Sync the corpus folder (or the given paths) into the served index."""
     targets = [Path(p) for p in paths] or [Path(assistant.settings.corpus_dir)]
-    missing = [str(p) for p in targets if not p.exists()]
-    if missing:
-        raise InputError(f"no such file or folder on the server: {', '.join(missing)}")
+    refuse_unusable(targets)
     return assistant.ingest(targets)
 
 
@@ -57,7 +55,7 @@ def upload(assistant: Assistant, filename: str, data: bytes) -> SyncReport:
         raise InputError(f"unsupported file type; use one of {', '.join(sorted(SUFFIXES))}")
     limit = int(assistant.settings.max_file_mb * 1_000_000)
     if len(data) > limit:
-        raise InputError(f"the file is over the {assistant.settings.max_file_mb:g} MB limit")
+        raise TooLargeError(f"the file is over the {assistant.settings.max_file_mb:g} MB limit")
     corpus = Path(assistant.settings.corpus_dir)
     try:
         parse_document(data, name, name, str(corpus.resolve()))

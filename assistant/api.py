@@ -28,8 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from assistant.admin import reingest, token_status, upload
 from assistant.citations import Answer
 from assistant.config import Settings
-from assistant.conversation import Turn
-from assistant.errors import AssistantError, InputError, StoreUnavailableError
+from assistant.conversation import Turn, parse_history
+from assistant.errors import AssistantError, InputError, StoreUnavailableError, TooLargeError
 from assistant.rendering import source_page
 from assistant.service import Assistant
 from assistant.slot import AssistantSlot
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).parent / "web"
 API_MAX_BODY = 128 * 1024  # a question plus a long conversation fits easily
 ANY_MAX_BODY = 4 * 1024 * 1024  # everything else, Gradio's routes included
-MAX_HISTORY_TURNS = 20  # older turns cannot change the rewritten question
+MULTIPART_SLACK = 64 * 1024  # an upload's body may exceed its file's limit by the multipart headers
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 _PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -98,28 +98,55 @@ def embed_csp(origins: Sequence[str]) -> str:
 
 
 class Guard:
-    """ASGI middleware: refuse oversized bodies (413) and add security headers to every response."""
+    """ASGI middleware: refuse oversized bodies (413) and add security headers to every response.
+
+    A body is measured twice: by its Content-Length header before the route runs, and byte by
+    byte as it arrives, so a chunked body (no Content-Length) cannot slip past the limit. Admin
+    uploads (the API route and the Admin tab's Gradio upload) get the guide-size limit.
+    """
+
+    UPLOAD_PATHS = ("/api/admin/documents", "/gradio_api/upload")
 
     def __init__(self, app: ASGIApp, upload_limit: int = ANY_MAX_BODY) -> None:
         self.app = app
         self.upload_limit = upload_limit
 
+    def limit_for(self, path: str) -> int:
+        if path in self.UPLOAD_PATHS:
+            return self.upload_limit
+        return API_MAX_BODY if path.startswith("/api/") else ANY_MAX_BODY
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["path"] == "/api/admin/documents":
-            limit = self.upload_limit
-        else:
-            limit = API_MAX_BODY if scope["path"].startswith("/api/") else ANY_MAX_BODY
+        limit = self.limit_for(scope["path"])
+        refusal = _error(413, f"the request body is over the {limit // 1024} KB limit")
         length = dict(scope["headers"]).get(b"content-length", b"0")
         if not length.isdigit() or int(length) > limit:
-            response = _error(413, f"the request body is over the {limit // 1024} KB limit")
-            await response(scope, receive, send)
+            await refusal(scope, receive, send)
             return
+        received = 0
+        too_large = started = False
+
+        async def receive_limited() -> Message:
+            nonlocal received, too_large
+            if too_large:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # the route sees a client that went away; we answer 413
+                    too_large = True
+                    return {"type": "http.disconnect"}
+            return message
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if too_large and not started:
+                return  # the 413 below is the response
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 names = {name.lower() for name, _ in headers}
                 headers.append((b"x-content-type-options", b"nosniff"))
@@ -129,7 +156,15 @@ class Guard:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive_limited, send_with_headers)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large and not started:
+            logger.warning("refused a %s body over %d bytes without a Content-Length", scope["path"], limit)
+            started = True
+            await refusal(scope, receive, send_with_headers)
 
 
 def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) -> FastAPI:
@@ -148,7 +183,7 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
         allow_headers=["Content-Type"],
         max_age=600,
     )
-    app.add_middleware(Guard, upload_limit=int(settings.max_file_mb * 1_000_000) + 64 * 1024)
+    app.add_middleware(Guard, upload_limit=int(settings.max_file_mb * 1_000_000) + MULTIPART_SLACK)
 
     def assistant() -> Assistant | None:
         if not ready.done() or ready.exception() is not None:
@@ -314,7 +349,7 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
         limit = int(settings.max_file_mb * 1_000_000)
         try:
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
-                form = await request.form(max_files=1, max_fields=5, max_part_size=limit + 1)
+                form = await request.form(max_files=1, max_fields=5, max_part_size=limit + MULTIPART_SLACK)
                 upload_file = form.get("file")
                 if upload_file is None or isinstance(upload_file, str):
                     raise InputError('send the guide as the multipart field "file"')
@@ -326,8 +361,10 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
                     return _error(413, f"the file is over the {settings.max_file_mb:g} MB limit")
                 data = raw
             report = await run_in_threadpool(upload, current, name, data)
+        except TooLargeError as exc:
+            return _error(413, str(exc))
         except InputError as exc:
-            return _error(413 if "limit" in str(exc) else 400, str(exc))
+            return _error(400, str(exc))
         except AssistantError as exc:
             return _error(503, str(exc))
         except Exception as exc:  # a malformed multipart body
@@ -363,21 +400,7 @@ def parse_ask(body: bytes) -> tuple[str, list[Turn]]:
     question = data.get("question")
     if not isinstance(question, str):
         raise InputError('"question" must be a string')
-    history = data.get("history", [])
-    if history is None:
-        history = []
-    if not isinstance(history, list):
-        raise InputError('"history" must be a list of {"role": "user"|"assistant", "content": "..."}')
-    turns = []
-    for item in history[-MAX_HISTORY_TURNS:]:
-        if not (
-            isinstance(item, dict)
-            and item.get("role") in ("user", "assistant")
-            and isinstance(item.get("content"), str)
-        ):
-            raise InputError('each "history" item must be {"role": "user"|"assistant", "content": "..."}')
-        turns.append(Turn(item["role"], item["content"]))
-    return question, turns
+    return question, parse_history(data.get("history", []))
 
 
 def _ndjson(first: str | Answer, events: Iterator[str | Answer]) -> Iterator[str]:

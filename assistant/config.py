@@ -49,7 +49,8 @@ class Settings:
     top_k: int = _describe(5, "Passages given to the answer composer.")
     min_evidence: float = _describe(
         0.45,
-        "Evidence (best similarity + 0.2 x keyword coverage) below which the answer is "
+        "Evidence (best similarity + 0.2 x keyword coverage, coverage counted twice when the "
+        "question's key terms stand together in a passage) below which the answer is "
         "'the guides don't cover this'; calibrated in docs/calibration.md.",
     )
     max_question_chars: int = _describe(4000, "Longer questions are refused with a clear message.")

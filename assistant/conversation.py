@@ -9,6 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from assistant.errors import InputError
+
+MAX_HISTORY_TURNS = 20  # older turns cannot change the rewritten question
 
 _REFERRING = re.compile(r"\b(that|this|it|its|they|them|those|these|there|he|she|one|same|then)\b", re.I)
 _LEADING = re.compile(
@@ -50,6 +55,27 @@ class Turn:
 
     role: str  # "user" or "assistant"
     content: str
+
+
+def parse_history(history: Any) -> list[Turn]:
+    """The last MAX_HISTORY_TURNS turns of a client's history; InputError saying what is wrong.
+
+    Every entry point that takes a history from outside (HTTP, gradio_client) goes through here.
+    """
+    if history is None:
+        return []
+    if not isinstance(history, list):
+        raise InputError('"history" must be a list of {"role": "user"|"assistant", "content": "..."}')
+    turns = []
+    for item in history[-MAX_HISTORY_TURNS:]:
+        if not (
+            isinstance(item, dict)
+            and item.get("role") in ("user", "assistant")
+            and isinstance(item.get("content"), str)
+        ):
+            raise InputError('each "history" item must be {"role": "user"|"assistant", "content": "..."}')
+        turns.append(Turn(item["role"], item["content"]))
+    return turns
 
 
 def standalone_question(question: str, history: Sequence[Turn]) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from assistant.errors import DocumentError
+from assistant.errors import DocumentError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ class Document:
 
 def find_documents(path: Path) -> tuple[Path, list[Path]]:
     """Return (root, files): a folder's supported files recursively, or one file and its folder."""
+    if not usable_source(path):
+        raise InputError(_not_a_source(path))
     if path.is_file():
         return path.parent.resolve(), [path.resolve()]
     if path.is_dir():
@@ -52,7 +54,33 @@ def find_documents(path: Path) -> tuple[Path, list[Path]]:
                 continue
             files.append(candidate.resolve())
         return root, sorted(set(files))
-    raise FileNotFoundError(f"no such file or folder: {path}")
+    raise InputError(_not_a_source(path))
+
+
+def usable_source(path: Path) -> bool:
+    """True for a regular file or a folder: what ingest can read (not a device, pipe or socket)."""
+    try:
+        return path.is_file() or path.is_dir()
+    except (OSError, ValueError):  # a NUL byte in the name, a name too long for the system
+        return False
+
+
+def _not_a_source(path: Path) -> str:
+    shown = str(path) if str(path).isprintable() else repr(str(path))
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):
+        return f"not a usable path: {shown}"
+    if exists:
+        return f"not a regular file or folder (a device, pipe or socket?): {shown}"
+    return f"no such file or folder: {shown}"
+
+
+def refuse_unusable(paths: list[Path]) -> None:
+    """Raise InputError naming every path that is not a regular file or folder."""
+    bad = [_not_a_source(p) for p in paths if not usable_source(p)]
+    if bad:
+        raise InputError("; ".join(bad))
 
 
 def _hidden(relative: Path) -> bool:

@@ -9,6 +9,7 @@ The tree::
     ├── IndexBusyError             another process is writing the embedded index
     ├── StoreUnavailableError      the Chroma server does not answer
     ├── InputError                 a question or upload that we refuse to process
+    │   └── TooLargeError          ... because it is over its size limit (HTTP 413)
     └── LLMError                   the optional LLM server failed (callers fall back)
 
 Entry points translate these: the CLIs print the message and exit non-zero, the API
@@ -44,6 +45,10 @@ class StoreUnavailableError(AssistantError):
 
 class InputError(AssistantError):
     """Raised for a question or upload we refuse: empty, too long, wrong type."""
+
+
+class TooLargeError(InputError):
+    """Raised for an upload or body over its size limit."""
 
 
 class LLMError(AssistantError):

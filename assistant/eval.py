@@ -44,7 +44,20 @@ class BeirDataset:
 
 
 def load_beir(folder: Path, split: str = "test", limit: int | None = None) -> BeirDataset:
-    """Read a BEIR folder, keeping only the queries judged in `qrels/<split>.tsv` (the first `limit`)."""
+    """Read a BEIR folder, keeping only the queries judged in `qrels/<split>.tsv` (the first `limit`).
+
+    A folder that is not a well-formed BEIR dataset raises InputError saying what is wrong.
+    """
+    try:
+        return _read_beir(folder, split, limit)
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, OSError, EOFError) as exc:  # a missing column, a bad number...
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise InputError(f"{folder} is not a well-formed BEIR dataset ({what})") from exc
+
+
+def _read_beir(folder: Path, split: str, limit: int | None) -> BeirDataset:
     qrels_path = folder / "qrels" / f"{split}.tsv"
     if not qrels_path.is_file():
         raise InputError(f"{folder} has no qrels/{split}.tsv; choose a split that exists with --split")
@@ -73,9 +86,15 @@ def load_beir(folder: Path, split: str = "test", limit: int | None = None) -> Be
 def _jsonl(path: Path) -> Iterator[dict[str, object]]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as lines:
-        for line in lines:
+        for number, line in enumerate(lines, 1):
             if line.strip():
-                yield json.loads(line)
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path.name} line {number} is not JSON ({exc.msg})") from exc
+                if not isinstance(record, dict):
+                    raise InputError(f"{path.name} line {number} is not a JSON object")
+                yield record
 
 
 def corpus_documents(records: Sequence[dict[str, str]], root: str = "") -> list[Document]:

@@ -77,7 +77,7 @@ def sync_paths(
     on_switch: Callable[[], None] | None = None,
     grace_seconds: float = 0.0,
 ) -> SyncReport:
-    """Bring the index in line with files and folders; raises FileNotFoundError for a bad path.
+    """Bring the index in line with files and folders; raises InputError for a bad path.
 
     `on_switch` runs once the manifest points at the new chunks (readers refresh there); old
     chunks are deleted `grace_seconds` later, so questions already under way still find them.

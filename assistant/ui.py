@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from assistant.admin import reingest, token_status, upload
 from assistant.citations import Answer
-from assistant.conversation import Turn
+from assistant.conversation import Turn, parse_history
 from assistant.documents import SUFFIXES
 from assistant.errors import AssistantError, InputError
 from assistant.feedback import Feedback, FeedbackStore
@@ -147,9 +147,8 @@ def api_ask(
         raise gr.Error("the assistant is still starting; try again in a few seconds")
     if not allow(client):
         raise gr.Error("too many questions in a minute; please wait a moment and ask again")
-    turns = [Turn(str(t.get("role", "")), str(t.get("content", ""))) for t in history or [] if isinstance(t, dict)]
     try:
-        return assistant.ask(question, turns).to_json()
+        return assistant.ask(question, parse_history(history)).to_json()
     except AssistantError as exc:
         raise gr.Error(html.escape(str(exc))) from exc
 

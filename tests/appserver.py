@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -10,9 +11,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -111,3 +114,27 @@ def post_json(url: str, payload: Any, headers: dict[str, str] | None = None) -> 
         url, "POST", json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})}
     )
     return status, response_headers, json.loads(body)
+
+
+def post_chunked(url: str, pieces: Iterable[bytes], headers: dict[str, str]) -> tuple[int, bytes]:
+    """POST a body in chunked transfer encoding (no Content-Length); (status, body) of the reply.
+
+    A server that refuses the body part-way may stop reading it; the reply is still read.
+    """
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+    try:
+        connection.putrequest("POST", parts.path or "/")
+        for name, value in {**headers, "Transfer-Encoding": "chunked"}.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        try:
+            for piece in pieces:
+                connection.send(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            connection.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered early and closed its side
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from appserver import PYTHON, ROOT, AppServer, free_port, post_json, request, start_app
+from appserver import PYTHON, ROOT, AppServer, free_port, post_chunked, post_json, request, start_app
 
 from assistant.slot import AssistantSlot
 from assistant.ui import admin_reingest, admin_upload
@@ -69,10 +69,15 @@ def test_admin_routes_need_the_token(admin_app: tuple[AppServer, Path, Path]) ->
 
 def test_reingest_returns_the_summary(admin_app: tuple[AppServer, Path, Path]) -> None:
     app, _, _ = admin_app
-    status, _, summary = post_json(app.url + "/api/admin/ingest", {}, {"Authorization": f"Bearer {TOKEN}"})
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    status, _, summary = post_json(app.url + "/api/admin/ingest", {}, auth)
     assert status == 200
     assert set(summary) >= {"added", "updated", "removed", "unchanged", "chunks", "seconds", "failed"}
     assert summary["unchanged"] == 17 and summary["added"] == 0
+    for paths in (["/dev/null"], ["/no/such/folder"], ["bad\x00name"], ["x" * 5000]):
+        status, headers, body = post_json(app.url + "/api/admin/ingest", {"paths": paths}, auth)
+        assert status == 400 and headers["content-type"].startswith("application/json"), body
+        assert paths[0][:20].replace("\x00", "\\x00") in body["error"]
 
 
 def test_upload_adds_a_guide_that_is_then_answered_and_bad_uploads_are_refused(
@@ -94,6 +99,8 @@ def test_upload_adds_a_guide_that_is_then_answered_and_bad_uploads_are_refused(
         ("/etc/passwd.md", guide, 400),
         ("notes.exe", guide, 400),
         ("empty.md", b"", 400),
+        ("rate-limits.md", b"", 400),  # a 400 for the content, whatever the name says
+        ("big.md", b"x" * 20_010_000, 413),  # over the 20 MB limit by less than the multipart slack
     ]:
         body, kind = multipart(name, data)
         status, _, raw = request(app.url + "/api/admin/documents", "POST", body, {**auth, "Content-Type": kind})
@@ -110,6 +117,13 @@ def test_upload_adds_a_guide_that_is_then_answered_and_bad_uploads_are_refused(
     response = connection.getresponse()
     assert response.status == 413 and "limit" in json.loads(response.read())["error"]
     connection.close()
+    # No Content-Length (chunked): refused once the body passes the limit, nothing saved.
+    body, kind = multipart("chunked.md", b"")
+    head, tail = body[: body.index(b"\r\n\r\n") + 4], body[body.index(b"\r\n\r\n") + 4 :]
+    pieces = [head, *[b"x" * 1_000_000] * 21, tail]
+    status, raw = post_chunked(app.url + "/api/admin/documents", pieces, {**auth, "Content-Type": kind})
+    assert status == 413 and "limit" in json.loads(raw)["error"]
+    assert not (guides / "chunked.md").exists() and not (guides / "big.md").exists()
 
 
 def test_reingest_while_questions_run(admin_app: tuple[AppServer, Path, Path]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from appserver import PYTHON, ROOT, AppServer, free_port, post_json, request, start_app
+from appserver import PYTHON, ROOT, AppServer, free_port, post_chunked, post_json, request, start_app
 
 from assistant.rendering import source_link
 
@@ -207,3 +207,22 @@ def test_an_unreachable_store_stops_the_app_with_status_3(tmp_path: Path) -> Non
     )
     assert result.returncode == 3
     assert "cannot start the assistant" in result.stderr
+
+
+def test_a_chunked_body_without_content_length_is_still_held_to_the_limit(server: AppServer) -> None:
+    boundary = "chunkedboundary"
+    kind = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.md"\r\n\r\n'.encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    # Gradio's upload route takes files up to ASSISTANT_MAX_FILE_MB (20 MB): 21 MB is refused...
+    status, body = post_chunked(server.url + "/gradio_api/upload", [head, *[b"x" * 1_000_000] * 21, tail], kind)
+    assert status == 413 and "limit" in json.loads(body)["error"]
+    # ...while a small chunked upload still goes through, and so does a 5 MB one (over the 4 MB
+    # general limit: the Admin tab uploads guides through this route).
+    for size in (1000, 5_000_000):
+        status, body = post_chunked(
+            server.url + "/gradio_api/upload", [head, b"# A guide\n" * (size // 10), tail], kind
+        )
+        assert status == 200, body[:300]
+    status, body = post_chunked(server.url + "/api/ask", [b'{"question": "', b"a" * 300_000, b'"}'], {})
+    assert status == 413 and "limit" in json.loads(body)["error"]

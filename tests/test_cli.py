@@ -37,6 +37,7 @@ def test_ingest_exit_1_lists_bad_files_and_keeps_good_ones(tmp_path: Path, capsy
 
 def test_ingest_usage_errors_exit_2(tmp_path: Path) -> None:
     assert ingest.main([str(tmp_path / "no-such-folder"), "--index", str(tmp_path / "i")]) == 2
+    assert ingest.main(["/dev/null", "--index", str(tmp_path / "i")]) == 2, "a device is not a guide"
     result = subprocess.run([PYTHON, "ingest.py", "--bogus"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "usage" in result.stderr
 

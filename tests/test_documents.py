@@ -10,7 +10,7 @@ from docx import Document as DocxDocument
 from fpdf import FPDF
 
 from assistant.documents import find_documents, load_document, parse_document
-from assistant.errors import DocumentError
+from assistant.errors import DocumentError, InputError
 from conftest import CORPUS
 
 BODY = "Residency in the United States lasts at least three years after medical school."
@@ -102,8 +102,10 @@ def test_find_documents_recurses_skips_hidden_and_unsupported(tmp_path: Path) ->
     root, files = find_documents(tmp_path)
     assert root == tmp_path.resolve()
     assert [f.relative_to(root).as_posix() for f in files] == ["a.md", "sub/b.txt"]
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InputError, match="no such file"):
         find_documents(tmp_path / "missing")
+    with pytest.raises(InputError, match="not a regular file"):
+        find_documents(Path("/dev/null"))
 
 
 def test_links_to_files_outside_the_folder_are_skipped(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,24 @@ def test_eval_beir_limit_and_a_missing_split(tmp_path: Path, capsys: pytest.Capt
     assert figures["ndcg@10"] == figures["mrr@10"] == 1.0
     assert main(["eval-beir", str(tmp_path), "--split", "train"]) == 2
     assert "qrels/train.tsv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda f: (f / "queries.jsonl").write_text('{"_id": "q1", "text": "one"}\n{not json\n'), "line 2 is not JSON"),
+        (lambda f: (f / "queries.jsonl").write_text('["a list"]\n'), "not a JSON object"),
+        (lambda f: (f / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\thigh\n"), "well-formed"),
+        (lambda f: (f / "qrels" / "test.tsv").write_text("query\tdoc\nq1\td1\n"), "missing field"),
+        (lambda f: (f / "corpus.jsonl").write_text('{"title": "no id"}\n'), "missing field '_id'"),
+        (lambda f: (f / "corpus.jsonl").write_bytes(b"\xff\xfe\x00garbage"), "well-formed"),
+    ],
+)
+def test_a_malformed_dataset_is_a_usage_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Callable[[Path], object], expected: str
+) -> None:
+    corpus = [{"_id": "d1", "title": "T", "text": "x"}]
+    _write_beir(tmp_path, corpus, [{"_id": "q1", "text": "one"}], {"test": [("q1", "d1")]})
+    damage(tmp_path)
+    assert main(["eval-beir", str(tmp_path), "--json"]) == 2
+    assert expected in capsys.readouterr().err

@@ -66,3 +66,19 @@ def test_the_cli_exports_csv(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [(r["rating"], r["question"]) for r in rows] == [("dislike", "How long is residency?")]
+
+
+def test_the_cli_explains_a_corrupt_feedback_database(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "feedback.sqlite3").write_bytes(b"this is not a database file" * 100)
+    result = subprocess.run(
+        [sys.executable, "-m", "assistant", "feedback", "export", "--csv"],
+        cwd=ROOT,
+        env={"ASSISTANT_DATA_DIR": str(data), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "error: cannot read the feedback database" in result.stderr and "Traceback" not in result.stderr

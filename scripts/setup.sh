@@ -12,6 +12,10 @@ stamp=.venv/.installed-$(cat "$want" requirements.txt constraints.txt | sha256su
 if [ -f "$stamp" ]; then exit 0; fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 echo "setting up .venv (first run takes a few minutes)..." >&2
-.venv/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+# The CPU build: from a local wheel or mirror when the machine has one (these machines do), else
+# from PyTorch's CPU index (PyPI's Linux torch is the multi-GB CUDA build).
+.venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0+cpu" 2>/dev/null ||
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0+cpu" \
+    --index-url https://download.pytorch.org/whl/cpu
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$want" -c constraints.txt
 touch "$stamp"

@@ -83,33 +83,39 @@ def sync_paths(
     chunks are deleted `grace_seconds` later, so questions already under way still find them.
     """
     started = time.perf_counter()
-    found = [find_documents(Path(p)) for p in paths]
     recover(store)
     manifest = store.documents()
+    scans = _scans(paths, manifest)
+    scanned = {path for scan in scans for path in scan.files}
     max_bytes = int(settings.max_file_mb * 1_000_000)
     failed: list[Failure] = []
     pending: list[Document] = []
     seen: set[str] = set()
     counts = {"added": 0, "updated": 0, "unchanged": 0}
-    for root, files in found:
-        for path in files:
+    for scan in scans:
+        for path in scan.files:
+            source = path.relative_to(scan.root).as_posix()
+            old = manifest.get(source)
+            holder = "another folder of this ingest" if source in seen else _other_holder(old, path, scanned)
+            if holder:  # two files, one name: keep the first rather than flip between them
+                failed.append(Failure(str(path), f"{source} is already taken by a guide from {holder}; rename one"))
+                logger.warning("skipped %s: %s is taken by a guide from %s", path, source, holder)
+                continue
+            seen.add(source)
             try:
-                doc = load_document(path, root, max_bytes)
+                doc = load_document(path, scan.root, max_bytes)
             except DocumentError as exc:
                 failed.append(Failure(str(path), str(exc)))
                 logger.warning("skipped %s: %s", path, exc)
-                seen.add(path.relative_to(root).as_posix())
                 continue
-            seen.add(doc.source)
-            old = manifest.get(doc.source)
-            if old is not None and old.doc_hash == doc.content_hash:
+            if old is not None and old.doc_hash == doc.content_hash and old.root == doc.root:
                 counts["unchanged"] += 1
             else:
                 counts["updated" if old is not None else "added"] += 1
                 pending.append(doc)
     stale = _write(pending, store, embedder, settings, manifest, progress)
-    folders = {str(Path(p).resolve()) for p in paths if Path(p).is_dir()}
-    gone = [record for source, record in manifest.items() if record.root in folders and source not in seen]
+    folders = [scan.folder for scan in scans if scan.folder is not None]
+    gone = [r for s, r in manifest.items() if s not in seen and any(_inside(_location(r), f) for f in folders)]
     if gone:
         stale += [i for record in gone for i in record.chunk_ids]
         store.set_pending(sorted(set(store.pending()) | set(stale)))
@@ -129,6 +135,49 @@ def sync_paths(
     )
     logger.info("ingest: %s", report.summary())
     return report
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """The files of one path given to ingest, and what their sources are relative to."""
+
+    root: Path  # sources are paths relative to this folder
+    files: list[Path]
+    folder: Path | None  # a folder given: documents under it that are not found are removed
+
+
+def _scans(paths: Sequence[Path], manifest: dict[str, DocumentRecord]) -> list[_Scan]:
+    """Each path's files, keyed from the broadest folder already ingested that holds the path.
+
+    So `ingest corpus/sub/x.md` after `ingest corpus` updates `sub/x.md` instead of adding a
+    second `x.md`; a path outside every ingested folder keys from itself (a file: its folder).
+    """
+    known = sorted({Path(r.root) for r in manifest.values() if r.root}, key=lambda p: len(p.parts))
+    scans = []
+    for given in paths:
+        root, files = find_documents(Path(given))
+        target = Path(given).resolve()
+        holder = next((k for k in known if target != k and target.is_relative_to(k)), None)
+        scans.append(_Scan(holder or root, files, target if target.is_dir() else None))
+    return scans
+
+
+def _location(record: DocumentRecord) -> Path:
+    return Path(record.root) / record.source
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or path.is_relative_to(folder)
+
+
+def _other_holder(old: DocumentRecord | None, path: Path, scanned: set[Path]) -> str:
+    """The folder of a different, still existing file the index holds under this source, or ""."""
+    if old is None:
+        return ""
+    location = _location(old)
+    if location == path or location in scanned or not location.is_file():
+        return ""  # the same file, one re-keyed in this ingest, or one that has moved away
+    return old.root
 
 
 def sync_documents(

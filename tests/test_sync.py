@@ -79,3 +79,43 @@ def test_a_file_that_turns_bad_keeps_its_last_good_version(assistant: Assistant,
     report = assistant.ingest([guides])
     assert report.removed == 0 and len(report.failed) == 1
     assert "first-90-days.md" in assistant.store.documents()
+
+
+def test_a_file_or_subfolder_inside_an_ingested_folder_keeps_its_key(assistant: Assistant, guides: Path) -> None:
+    sub = guides / "sub"
+    sub.mkdir()
+    (sub / "night-cover.md").write_text("# Night cover\n\nThe zebracorn rota decides who covers nights.\n")
+    assistant.ingest([guides])
+    assert "sub/night-cover.md" in assistant.store.documents()
+    (sub / "night-cover.md").write_text("# Night cover\n\nThe quaggabell rota decides who covers nights.\n")
+    report = assistant.ingest([sub / "night-cover.md"])  # one file, given on its own
+    assert (report.added, report.updated) == (0, 1)
+    (sub / "extra.md").write_text("# Extra\n\nA guide added to the subfolder later.\n")
+    report = assistant.ingest([sub])  # the subfolder, given on its own
+    assert (report.added, report.updated, report.unchanged, report.removed) == (1, 0, 1, 0)
+    (sub / "extra.md").unlink()
+    assert assistant.ingest([sub]).removed == 1, "a file gone from the subfolder is removed"
+    assert sorted(assistant.store.documents()) == sorted(
+        ["sub/night-cover.md", "residency-and-internship.md", "first-90-days.md", "cmd-credential-long-term-care.md"]
+    ), "no second copy under a shorter name, and nothing outside the subfolder removed"
+    answer = assistant.ask("Which rota decides who covers nights?")
+    assert [c.source for c in answer.citations][:1] == ["sub/night-cover.md"] and "quaggabell" in answer.answer
+
+
+def test_two_folders_with_a_file_of_the_same_name_do_not_overwrite_each_other(
+    assistant: Assistant, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, word in ((first, "zebracorn"), (second, "quaggabell")):
+        folder.mkdir()
+        (folder / "faq.md").write_text(f"# FAQ\n\nThe {word} rule is in this folder's FAQ.\n")
+    report = assistant.ingest([first, second])
+    assert report.added == 1 and [Path(f.path).parent.name for f in report.failed] == ["b"]
+    assert "already taken" in report.failed[0].error
+    again = assistant.ingest([second])  # later, on its own: still refused, the first stays
+    assert again.added == again.updated == 0 and len(again.failed) == 1
+    assert assistant.store.documents()["faq.md"].root == str(first.resolve())
+    # once the first folder's copy is gone (moved away), the second may take the name
+    (first / "faq.md").unlink()
+    assert assistant.ingest([second]).updated == 1
+    assert assistant.store.documents()["faq.md"].root == str(second.resolve())

@@ -41,20 +41,18 @@ def find_documents(path: Path) -> tuple[Path, list[Path]]:
         raise InputError(_not_a_source(path))
     if path.is_file():
         return path.parent.resolve(), [path.resolve()]
-    if path.is_dir():
-        root = path.resolve()
-        files = []
-        for candidate in sorted(path.rglob("*")):
-            if not candidate.is_file() or candidate.suffix.lower() not in SUFFIXES:
-                continue
-            if _hidden(candidate.relative_to(path)):
-                continue
-            if not candidate.resolve().is_relative_to(root):
-                logger.warning("skipped %s: a link to a file outside %s", candidate, root)
-                continue
-            files.append(candidate.resolve())
-        return root, sorted(set(files))
-    raise InputError(_not_a_source(path))
+    root = path.resolve()
+    files = []
+    for candidate in sorted(path.rglob("*")):
+        if not candidate.is_file() or candidate.suffix.lower() not in SUFFIXES:
+            continue
+        if _hidden(candidate.relative_to(path)):
+            continue
+        if not candidate.resolve().is_relative_to(root):
+            logger.warning("skipped %s: a link to a file outside %s", candidate, root)
+            continue
+        files.append(candidate.resolve())
+    return root, sorted(set(files))
 
 
 def usable_source(path: Path) -> bool:

@@ -115,7 +115,7 @@ def sync_paths(
                 pending.append(doc)
     stale = _write(pending, store, embedder, settings, manifest, progress)
     folders = [scan.folder for scan in scans if scan.folder is not None]
-    gone = [r for s, r in manifest.items() if s not in seen and any(_inside(_location(r), f) for f in folders)]
+    gone = [r for s, r in manifest.items() if s not in seen and any(_location(r).is_relative_to(f) for f in folders)]
     if gone:
         stale += [i for record in gone for i in record.chunk_ids]
         store.set_pending(sorted(set(store.pending()) | set(stale)))
@@ -164,10 +164,6 @@ def _scans(paths: Sequence[Path], manifest: dict[str, DocumentRecord]) -> list[_
 
 def _location(record: DocumentRecord) -> Path:
     return Path(record.root) / record.source
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or path.is_relative_to(folder)
 
 
 def _other_holder(old: DocumentRecord | None, path: Path, scanned: set[Path]) -> str:

@@ -6,6 +6,7 @@
     python scripts/tune_variants.py late ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py docbm25 ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py centrality ../shared/eval/scifact --cache /tmp/tune/scifact
+    python scripts/tune_variants.py neighbours ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py paired ../shared/eval/scifact --cache /tmp/tune/scifact \
         --against /tmp/tune/scifact600 --against /tmp/tune/scifact-t160
     python scripts/tune_variants.py windows ../shared/eval/scifact --cache /tmp/tune/scifact \
@@ -20,6 +21,9 @@ Each prints table rows (setting | nDCG@10 | R@100 | MRR@10) under the chosen fus
 - docbm25: the BM25 score of the chunk's whole document added to the chunk's own (session 4).
 - centrality: BM25 query terms weighted by how central each is to the question's meaning (the
   cosine of the term's MiniLM token vectors to the question's vector), to a power (session 4).
+- neighbours: BM25 over each chunk together with its neighbours in the document (one before, one
+  after; or two), over whole documents instead of chunks, bm25s' other BM25 formulas, and a
+  document scored by its best chunk plus a share of its second best (session 5).
 - paired: is a variant's nDCG@10 difference from the chosen setting more than noise? Per-question
   differences against other caches (--against) and the Porter stemmer, with a 95% bootstrap
   interval and a sign-flip randomization p-value (session 4).
@@ -208,6 +212,59 @@ def docbm25(data: Cached) -> None:
         row(f"chunk BM25 + {w} x document BM25", chosen(data, base + w * per_chunk))
 
 
+def neighbours(data: Cached) -> None:
+    """Keyword evidence from a chunk's context: BM25 over the chunk and its neighbours, and more."""
+    import bm25s
+
+    texts, sources = data.texts, data.sources  # a cache keeps each document's chunks in order
+
+    def window(r: int) -> list[str]:
+        n = len(texts)
+        return [
+            "\n".join(texts[j] for j in range(i - r, i + r + 1) if 0 <= j < n and sources[j] == sources[i])
+            for i in range(n)
+        ]
+
+    base = data.bm25()
+    row("chosen", chosen(data, base))
+    for r in (1, 2):
+        keyword = data.bm25(window(r))
+        for weight in (0.8, 1.2):
+            for rank in (10, 20):
+                name = f"BM25 over chunk +- {r} neighbours, {weight} x conf@{rank}"
+                row(name, run(data, convex_max(weight, confidence(keyword, rank)), keyword))
+    whole = data.bm25(window(10**6))  # the whole document for every chunk
+    for weight in (0.8, 1.2):
+        for rank in (10, 20):
+            row(
+                f"BM25 over the whole document, {weight} x conf@{rank}",
+                run(data, convex_max(weight, confidence(whole, rank)), whole),
+            )
+    docs, queries = _tokens(texts), _tokens(data.qtexts)
+    for method, delta in (("robertson", 0.5), ("atire", 0.5), ("bm25l", 0.5), ("bm25+", 0.5), ("bm25+", 1.0)):
+        model = bm25s.BM25(k1=0.9, b=0.4, method=method, delta=delta)
+        model.index(docs, show_progress=False)
+        keyword = np.zeros_like(base)
+        for n, query in enumerate(queries):
+            terms = [t for t in query if t in model.vocab_dict]
+            if terms:
+                keyword[n] = model.get_scores(terms)
+        row(f"bm25s method {method}, delta {delta}", chosen(data, keyword))
+    gap = confidence(base, 10)
+    for share in (0.05, 0.1, 0.2):
+        runs = {}
+        for qi, q in enumerate(data.qids):
+            cand, _, _ = _candidates(data.dense[qi], base[qi])
+            best = max(float(base[qi][cand].max()), 1e-9)
+            fused = data.dense[qi][cand] + WEIGHT * gap[qi] * base[qi][cand] / best
+            per_doc: dict[str, list[float]] = {}
+            for i in np.argsort(-fused, kind="stable"):
+                per_doc.setdefault(sources[cand[i]], []).append(float(fused[i]))
+            score = {d: v[0] + share * (v[1] if len(v) > 1 else 0.0) for d, v in per_doc.items()}
+            runs[q] = sorted(score, key=lambda d: -score[d])[:RECALL_DEPTH]
+        row(f"document = best chunk + {share} x second best", score_runs(runs, data.qrels, 10))
+
+
 def centrality(data: Cached) -> None:
     """BM25 with each question term weighted by (its centrality / the question's mean) ** gamma."""
     import re
@@ -367,7 +424,7 @@ def windows(dataset: Path, data: Cached, small: Cached) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "command", choices=["heading", "rm3", "prf", "late", "docbm25", "centrality", "paired", "windows"]
+        "command", choices=["heading", "rm3", "prf", "late", "docbm25", "centrality", "neighbours", "paired", "windows"]
     )
     parser.add_argument("dataset", type=Path, help="BEIR folder")
     parser.add_argument("--cache", type=Path, required=True, help="a tune_retrieval.py build cache")
@@ -389,6 +446,8 @@ def main() -> int:
         docbm25(data)
     elif args.command == "centrality":
         centrality(data)
+    elif args.command == "neighbours":
+        neighbours(data)
     elif args.command == "paired":
         paired(data, [(str(c), Cached(c, args.dataset, args.split)) for c in args.against])
     else:

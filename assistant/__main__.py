@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     calib.add_argument("--index", type=Path, help="index of the shipped corpus (default: ASSISTANT_INDEX_DIR)")
     calib.add_argument("--in-scope", type=Path, default=Path("tests/gold_questions.jsonl"))
     calib.add_argument("--off-topic", type=Path, default=Path("tests/offtopic_questions.jsonl"))
+    calib.add_argument(
+        "--uncovered",
+        type=Path,
+        action="append",
+        default=[],
+        help="questions about the role that the guides do not answer: report how many are declined (repeatable)",
+    )
 
     feedback = sub.add_parser("feedback", help="likes and dislikes given in the chat")
     feedback.add_argument("action", choices=["export"], help="export: print every rating")
@@ -86,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from assistant.calibration import calibrate
             from assistant.service import Assistant
 
-            print(json.dumps(calibrate(Assistant.from_settings(settings), args.in_scope, args.off_topic), indent=2))
+            report = calibrate(Assistant.from_settings(settings), args.in_scope, args.off_topic, args.uncovered)
+            print(json.dumps(report, indent=2))
             return 0
         if args.command == "bench":
             return _bench(args, settings)

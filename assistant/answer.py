@@ -10,6 +10,7 @@ each followed by its `[n]` citation marker.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,6 +184,21 @@ def evidence_score(passages: list[Passage], coverage: float, phrase: bool = Fals
     return best + COVERAGE_WEIGHT * coverage * (2 if phrase else 1) if passages else 0.0
 
 
+def focus_not_covered(passages: list[Passage], coverages: Sequence[float]) -> list[Passage]:
+    """Only the best passage, when it says the guides do not answer the question.
+
+    A guide tagged `not-covered` names topics the guides do not answer ("how much does a
+    medical director earn?"). Such questions still resemble every guide about medical
+    directors, so without this the answer would quote loosely related sentences with
+    confident citations. The best-ranked passage counts as the answer when it is such a
+    section and holds the question's words (`coverages`, IDF-weighted, one per passage) at
+    least as well as any other passage.
+    """
+    if passages and passages[0].chunk.not_covered and coverages[0] >= max(coverages[1:], default=0.0):
+        return passages[:1]
+    return passages
+
+
 def refuse(question: str, text: str, standalone: str = "") -> Answer:
     """A refusal: no citations, a helpful message."""
     return Answer(question=question, answer=text, refused=True, standalone_question=standalone)
@@ -252,20 +268,20 @@ def compose_extractive(
     candidates = _candidates(passages, query_vector, _terms(standalone or question), cfg)
     if not candidates:
         return refuse(question, OUT_OF_SCOPE, standalone)
-    candidates.sort(key=lambda c: -c.score)
-    best = candidates[0].score
-    chosen: list[_Candidate] = []
-    for cand in candidates:
-        if len(chosen) == cfg.max_sentences or cand.score < best * cfg.relative_floor:
-            break
-        if any(_redundant(cand, c, cfg) for c in chosen):
-            continue
-        chosen.append(cand)
-    numbers: dict[int, int] = {}
-    for cand in chosen:
-        numbers.setdefault(cand.passage, len(numbers) + 1)
-    lines = _lines(chosen, numbers)
-    text = lines[0] if len(lines) == 1 else lines[0] + "\n\n" + "\n".join(f"- {line}" for line in lines[1:])
+    lead = max(candidates, key=lambda c: c.score)
+    if passages[lead.passage].chunk.not_covered:
+        # The best match says the guides do not answer this: quote that section alone, in its
+        # own order, rather than pad it with loosely related sentences from other guides.
+        chosen = [c for c in candidates if c.passage == lead.passage][: cfg.max_sentences]
+        numbers = {lead.passage: 1}
+        text = " ".join(_sentence_end(c.text) for c in chosen) + " [1]"
+    else:
+        chosen = _best_sentences(candidates, cfg)
+        numbers = {}
+        for cand in chosen:
+            numbers.setdefault(cand.passage, len(numbers) + 1)
+        lines = _lines(chosen, numbers)
+        text = lines[0] if len(lines) == 1 else lines[0] + "\n\n" + "\n".join(f"- {line}" for line in lines[1:])
     citations = tuple(
         Citation(
             id=number,
@@ -278,6 +294,20 @@ def compose_extractive(
         for index, number in sorted(numbers.items(), key=lambda item: item[1])
     )
     return Answer(question=question, answer=text, refused=False, citations=citations, standalone_question=standalone)
+
+
+def _best_sentences(candidates: list[_Candidate], cfg: ComposerConfig) -> list[_Candidate]:
+    """The highest-scoring sentences, near the best and not repeating one another."""
+    ranked = sorted(candidates, key=lambda c: -c.score)
+    best = ranked[0].score
+    chosen: list[_Candidate] = []
+    for cand in ranked:
+        if len(chosen) == cfg.max_sentences or cand.score < best * cfg.relative_floor:
+            break
+        if any(_redundant(cand, c, cfg) for c in chosen):
+            continue
+        chosen.append(cand)
+    return chosen
 
 
 def _lines(chosen: list[_Candidate], numbers: dict[int, int]) -> list[str]:

@@ -4,11 +4,16 @@ In-scope questions are the gold set (tests/gold_questions.jsonl), written from t
 off-topic ones are tests/offtopic_questions.jsonl. The clinical gate runs first, so gold
 questions that ask for clinical advice are left out. The threshold chosen is the one with the
 fewest mistakes, ties broken by the widest margin.
+
+Uncovered questions (tests/uncovered_questions.jsonl) are about the role but not answered by
+the guides (salary, visas, ...): for them the report counts how many are declined, either
+refused or answered only from a guide tagged `not-covered`, and lists the others.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +21,13 @@ from assistant.answer import evidence_score, is_clinical_request
 from assistant.service import Assistant
 
 
+def _questions(path: Path) -> list[str]:
+    return [str(json.loads(line)["question"]) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def _scores(assistant: Assistant, path: Path) -> list[float]:
     scores = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        question = str(json.loads(line)["question"])
+    for question in _questions(path):
         if is_clinical_request(question):
             continue
         passages = assistant.retriever.retrieve(question, assistant.settings.top_k)
@@ -30,8 +36,20 @@ def _scores(assistant: Assistant, path: Path) -> list[float]:
     return scores
 
 
-def calibrate(assistant: Assistant, in_scope: Path, off_topic: Path) -> dict[str, Any]:
-    """Evidence scores of both sets and the best threshold between them."""
+def declined(assistant: Assistant, path: Path) -> dict[str, Any]:
+    """How many questions of a file are refused or answered only from `not-covered` guides."""
+    ids = [i for record in assistant.store.documents().values() for i in record.chunk_ids]
+    not_covered = {c.source for c in assistant.store.get_chunks(ids) if c.not_covered}
+    questions, answered = _questions(path), []
+    for question in questions:
+        answer = assistant.ask(question)
+        if not answer.refused and not {c.source for c in answer.citations} <= not_covered:
+            answered.append(question)
+    return {"questions": len(questions), "declined": len(questions) - len(answered), "answered": answered}
+
+
+def calibrate(assistant: Assistant, in_scope: Path, off_topic: Path, uncovered: Sequence[Path] = ()) -> dict[str, Any]:
+    """Evidence scores of both sets and the best threshold between them; uncovered sets' declines."""
     good, bad = _scores(assistant, in_scope), _scores(assistant, off_topic)
     best: tuple[int, float, float] | None = None
     for step in range(0, 101):
@@ -51,4 +69,5 @@ def calibrate(assistant: Assistant, in_scope: Path, off_topic: Path) -> dict[str
         "current_setting": assistant.settings.min_evidence,
         "in_scope_lowest": sorted(round(s, 3) for s in good)[:5],
         "off_topic_highest": sorted(round(s, 3) for s in bad)[-5:],
+        "uncovered": {str(path): declined(assistant, path) for path in uncovered},
     }

@@ -32,6 +32,7 @@ class Chunk:
     position: int
     doc_hash: str
     chunk_hash: str
+    not_covered: bool = False  # from a guide of topics the guides do not answer
 
     @property
     def body(self) -> str:
@@ -81,6 +82,7 @@ def chunk_document(
                 position=position,
                 doc_hash=doc.content_hash,
                 chunk_hash=_digest(text),
+                not_covered=doc.not_covered,
             )
         )
     return chunks

@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx"}
 FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
+# A guide tagged `not-covered` lists questions the guides do not answer, one per section; an
+# answer led by one of its sections quotes that section alone (answer.compose_extractive).
+NOT_COVERED_TAG = "not-covered"
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
@@ -33,6 +36,7 @@ class Document:
     text: str
     content_hash: str  # sha256 of the raw file bytes
     root: str  # absolute folder the source is relative to
+    not_covered: bool = False  # its sections name topics the guides do not answer (tag `not-covered`)
 
 
 def find_documents(path: Path) -> tuple[Path, list[Path]]:
@@ -135,7 +139,15 @@ def parse_document(data: bytes, filename: str, source: str, root: str) -> Docume
         text=body,
         content_hash=hashlib.sha256(data).hexdigest(),
         root=root,
+        not_covered=NOT_COVERED_TAG in _tags(meta),
     )
+
+
+def _tags(meta: dict[str, object]) -> set[str]:
+    """Front matter `tags`, as a YAML list or a comma-separated string, lower-cased."""
+    raw = meta.get("tags")
+    items = raw if isinstance(raw, list) else str(raw or "").split(",")
+    return {str(item).strip().lower() for item in items if str(item).strip()}
 
 
 def _text_headings(raw: str) -> str:

@@ -28,6 +28,7 @@ from assistant.answer import (
     OUT_OF_SCOPE,
     compose_extractive,
     evidence_score,
+    focus_not_covered,
     is_clinical_request,
     refuse,
     strip_injection,
@@ -189,7 +190,8 @@ class Assistant:
         if evidence < self.settings.min_evidence:
             logger.info("refused (weak evidence %.3f): %.80s", evidence, text)
             return refuse(text, OUT_OF_SCOPE, query)
-        return _Grounds(text, query, passages)
+        coverages = [self.retriever.support(query, [p]).coverage for p in passages]
+        return _Grounds(text, query, focus_not_covered(passages, coverages))
 
     def _extractive(self, grounds: _Grounds) -> Answer:
         query_vector = np.asarray(self.embedder.embed_query(grounds.query), dtype=np.float32)

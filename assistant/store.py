@@ -51,6 +51,7 @@ class StoredChunk:
     doc_hash: str
     spans: tuple[tuple[int, int], ...]
     sentence_vectors: np.ndarray
+    not_covered: bool = False  # from a guide of topics the guides do not answer
 
     @property
     def body(self) -> str:
@@ -354,6 +355,7 @@ def _chunk_metadata(chunk: Chunk, vectors: ChunkVectors) -> dict[str, Any]:
         "chunk_hash": chunk.chunk_hash,
         "spans": json.dumps(vectors.spans),
         "sentvecs": base64.b64encode(vectors.sentence_vectors.astype(np.float16).tobytes()).decode("ascii"),
+        "not_covered": chunk.not_covered,
     }
 
 
@@ -373,6 +375,7 @@ def _stored(chunk_id: str, text: str | None, meta: Any) -> StoredChunk:
         doc_hash=str(meta.get("doc_hash", "")),
         spans=spans,
         sentence_vectors=matrix,
+        not_covered=bool(meta.get("not_covered", False)),
     )
 
 

@@ -141,3 +141,47 @@ def test_instructions_planted_in_a_guide_are_never_quoted(tmp_path, guides) -> N
     assistant.ingest([guides])
     answer = assistant.ask("Do residents have to pay a fee during residency?")
     assert "acme" not in answer.answer and "$500" not in answer.answer
+
+
+NOT_COVERED_GUIDE = "questions-the-guides-do-not-answer.md"
+UNCOVERED = ROOT / "tests" / "uncovered_questions.jsonl"
+
+
+def test_a_question_the_guides_do_not_answer_is_declined_from_the_list_of_such_topics(
+    corpus_assistant: Assistant,
+) -> None:
+    # Before the not-covered guide this was answered from the CMD guide ("to earn the CMD ...").
+    answer = corpus_assistant.ask("How much does a medical director earn?")
+    assert not answer.refused
+    assert [c.source for c in answer.citations] == [NOT_COVERED_GUIDE]
+    assert answer.answer.startswith("The guides do not say how much a medical director earns")
+    assert answer.answer.endswith("[1]")
+
+
+def test_a_covered_question_near_a_not_covered_topic_is_still_answered_from_its_guide(
+    corpus_assistant: Assistant,
+) -> None:
+    # The malpractice-insurance section ranks first for this one, but the health-insurer
+    # passages hold more of its words, so the answer comes from them.
+    answer = corpus_assistant.ask("what do insurance companies need medical directors for")
+    sources = {c.source for c in answer.citations}
+    assert "what-is-a-medical-director.md" in sources or "faq.md" in sources
+    assert "insur" in answer.answer.lower()
+
+
+def test_most_role_questions_the_guides_do_not_cover_are_declined(corpus_assistant: Assistant) -> None:
+    from assistant.calibration import declined
+
+    report = declined(corpus_assistant, UNCOVERED)
+    print(f"uncovered declined: {report['declined']}/{report['questions']}; answered: {report['answered']}")
+    assert report["declined"] >= 0.85 * report["questions"]
+
+
+def test_the_shipped_threshold_is_the_calibrated_one(corpus_assistant: Assistant) -> None:
+    from assistant.calibration import calibrate
+
+    report = calibrate(
+        corpus_assistant, ROOT / "tests" / "gold_questions.jsonl", ROOT / "tests" / "offtopic_questions.jsonl"
+    )
+    assert report["threshold"] == pytest.approx(corpus_assistant.settings.min_evidence)
+    assert report["mistakes"] <= 1

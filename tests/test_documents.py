@@ -118,3 +118,24 @@ def test_links_to_files_outside_the_folder_are_skipped(tmp_path: Path) -> None:
     (folder / "inside-link.md").symlink_to(folder / "real.md")
     _, files = find_documents(folder)
     assert [f.name for f in files] == ["real.md"]
+
+
+@pytest.mark.parametrize(
+    ("front", "expected"),
+    [
+        ("tags: [scope, not-covered]", True),
+        ("tags: Scope, NOT-COVERED", True),
+        ("tags: [scope, limitations]", False),
+        ("tags: not-covered-yet", False),
+        ("tags: 42", False),
+        ("title: No tags at all", False),
+    ],
+)
+def test_the_not_covered_tag_marks_a_guide_of_topics_the_guides_do_not_answer(front: str, expected: bool) -> None:
+    data = f"---\n{front}\n---\n# Not covered\n\n## Salary\n\nThe guides do not give salary figures for anyone.\n"
+    assert parse_document(data.encode(), "scope.md", "scope.md", "/tmp").not_covered is expected
+
+
+def test_the_shipped_list_of_unanswered_questions_is_tagged() -> None:
+    assert load_document(CORPUS / "questions-the-guides-do-not-answer.md", CORPUS).not_covered
+    assert not load_document(CORPUS / "about-this-assistant.md", CORPUS).not_covered

@@ -274,7 +274,7 @@ def compose_extractive(
         # own order, rather than pad it with loosely related sentences from other guides.
         chosen = [c for c in candidates if c.passage == lead.passage][: cfg.max_sentences]
         numbers = {lead.passage: 1}
-        text = " ".join(_sentence_end(c.text) for c in chosen) + " [1]"
+        text = " ".join(line.removesuffix(" [1]") for line in _lines(chosen, numbers)) + " [1]"
     else:
         chosen = _best_sentences(candidates, cfg)
         numbers = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from assistant.citations import markers_in
 from assistant.conversation import Turn, standalone_question
 from assistant.errors import InputError
 from assistant.service import Assistant
-from conftest import ROOT, read_jsonl
+from conftest import ROOT, read_jsonl, settings_for
 
 OFFTOPIC = [str(r["question"]) for r in read_jsonl(ROOT / "tests" / "offtopic_questions.jsonl")]
 
@@ -185,3 +186,22 @@ def test_the_shipped_threshold_is_the_calibrated_one(corpus_assistant: Assistant
     )
     assert report["threshold"] == pytest.approx(corpus_assistant.settings.min_evidence)
     assert report["mistakes"] <= 1
+
+
+def test_a_not_covered_section_written_as_a_list_is_quoted_as_one_paragraph(guides: Path) -> None:
+    (guides / "scope.md").write_text(
+        "---\ntitle: Not in these guides\ntags: [not-covered]\n---\n# Not in these guides\n\n"
+        "## Pay\n\nThe guides do not cover these questions about money:\n\n"
+        "- the salaries of medical directors in any setting;\n- signing bonuses and stipends.\n\n"
+        "Ask a physician recruiter or your professional society instead.\n",
+        encoding="utf-8",
+    )
+    assistant = Assistant.from_settings(settings_for(guides.parent / "index"), create=True)
+    assert not assistant.ingest([guides]).failed
+    answer = assistant.ask("what salary does a medical director get?")
+    assert [c.source for c in answer.citations] == ["scope.md"]
+    assert answer.answer == (
+        "The guides do not cover these questions about money: the salaries of medical directors in any "
+        "setting; signing bonuses and stipends. Ask a physician recruiter or your professional society "
+        "instead. [1]"
+    )

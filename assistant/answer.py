@@ -17,6 +17,7 @@ import numpy as np
 
 from assistant.citations import Answer, Citation
 from assistant.retrieval import Passage
+from assistant.store import StoredChunk
 
 OUT_OF_SCOPE = (
     "The guides don't cover this, so I won't guess. I answer questions about becoming and working "
@@ -184,19 +185,28 @@ def evidence_score(passages: list[Passage], coverage: float, phrase: bool = Fals
     return best + COVERAGE_WEIGHT * coverage * (2 if phrase else 1) if passages else 0.0
 
 
-def focus_not_covered(passages: list[Passage], coverages: Sequence[float]) -> list[Passage]:
-    """Only the best passage, when it says the guides do not answer the question.
+def focus_not_covered(passages: list[Passage], coverages: Sequence[float], lead: int | None) -> list[Passage]:
+    """Only one passage, when it says the guides do not answer the question; else all of them.
 
     A guide tagged `not-covered` names topics the guides do not answer ("how much does a
     medical director earn?"). Such questions still resemble every guide about medical
     directors, so without this the answer would quote loosely related sentences with
-    confident citations. The best-ranked passage counts as the answer when it is such a
-    section and holds the question's words (`coverages`, IDF-weighted, one per passage) at
-    least as well as any other passage.
+    confident citations. Such a section is the answer when it is the best-ranked passage and
+    holds the question's words (`coverages`, IDF-weighted, one per passage) at least as well
+    as any other passage, or when it holds the best sentence (`lead`, from `lead_passage`).
+    The service narrows before composing or generating, so both answer the same way.
     """
     if passages and passages[0].chunk.not_covered and coverages[0] >= max(coverages[1:], default=0.0):
         return passages[:1]
+    if lead is not None and passages[lead].chunk.not_covered:
+        return [passages[lead]]
     return passages
+
+
+def lead_passage(question: str, query_vector: np.ndarray, passages: list[Passage]) -> int | None:
+    """The index of the passage holding the composer's best sentence (None: nothing quotable)."""
+    candidates = _candidates(passages, query_vector, _terms(question), ComposerConfig())
+    return max(candidates, key=lambda c: c.score).passage if candidates else None
 
 
 def refuse(question: str, text: str, standalone: str = "") -> Answer:
@@ -263,25 +273,30 @@ def compose_extractive(
     config: ComposerConfig | None = None,
     standalone: str = "",
 ) -> Answer:
-    """Build a cited answer from the best sentences of the passages."""
+    """Build a cited answer from the best sentences of the passages.
+
+    Passages from a `not-covered` guide are quoted whole when they are all there is (the
+    service narrowed to one, see `focus_not_covered`), and never mixed into other answers,
+    where a sentence such as "They give no salary figures" would read as part of them.
+    """
     cfg = config or ComposerConfig()
-    candidates = _candidates(passages, query_vector, _terms(standalone or question), cfg)
+    if passages and all(p.chunk.not_covered for p in passages):
+        text = _whole_section(passages[0].chunk)
+        if not text:
+            return refuse(question, OUT_OF_SCOPE, standalone)
+        section = passages[0].chunk
+        cited = Citation(1, section.source, section.title, section.section, _snippet([text]), passages[0].similarity)
+        return Answer(question, f"{text} [1]", refused=False, citations=(cited,), standalone_question=standalone)
+    every = _candidates(passages, query_vector, _terms(standalone or question), cfg)
+    candidates = [c for c in every if not passages[c.passage].chunk.not_covered]
     if not candidates:
         return refuse(question, OUT_OF_SCOPE, standalone)
-    lead = max(candidates, key=lambda c: c.score)
-    if passages[lead.passage].chunk.not_covered:
-        # The best match says the guides do not answer this: quote that section alone, in its
-        # own order, rather than pad it with loosely related sentences from other guides.
-        chosen = [c for c in candidates if c.passage == lead.passage][: cfg.max_sentences]
-        numbers = {lead.passage: 1}
-        text = " ".join(line.removesuffix(" [1]") for line in _lines(chosen, numbers)) + " [1]"
-    else:
-        chosen = _best_sentences(candidates, cfg)
-        numbers = {}
-        for cand in chosen:
-            numbers.setdefault(cand.passage, len(numbers) + 1)
-        lines = _lines(chosen, numbers)
-        text = lines[0] if len(lines) == 1 else lines[0] + "\n\n" + "\n".join(f"- {line}" for line in lines[1:])
+    chosen = _best_sentences(candidates, cfg)
+    numbers: dict[int, int] = {}
+    for cand in chosen:
+        numbers.setdefault(cand.passage, len(numbers) + 1)
+    lines = _lines(chosen, numbers)
+    text = lines[0] if len(lines) == 1 else lines[0] + "\n\n" + "\n".join(f"- {line}" for line in lines[1:])
     citations = tuple(
         Citation(
             id=number,
@@ -294,6 +309,19 @@ def compose_extractive(
         for index, number in sorted(numbers.items(), key=lambda item: item[1])
     )
     return Answer(question=question, answer=text, refused=False, citations=citations, standalone_question=standalone)
+
+
+def _whole_section(chunk: StoredChunk) -> str:
+    """A chunk's body as one paragraph: every sentence and list item in order, Markdown removed,
+    planted instructions left out."""
+    planted = planted_instructions(chunk.text)
+    parts = []
+    for begin, end in chunk.spans:
+        if begin >= chunk.body_start and not any(begin < stop and end > start for start, stop in planted):
+            quote = clean_sentence(chunk.text[begin:end])
+            if quote and not quote.startswith("#"):
+                parts.append(quote)
+    return " ".join(parts)
 
 
 def _best_sentences(candidates: list[_Candidate], cfg: ComposerConfig) -> list[_Candidate]:

@@ -66,7 +66,8 @@ def chunk_document(
             length_function=length,
         )
         pieces.extend((parts, piece.strip()) for piece in splitter.split_text(body) if piece.strip())
-    merged = _merge_small(pieces, chunk_size, length)
+    # A not-covered guide's sections are quoted whole, one topic each: never merge two of them.
+    merged = _merge_small(pieces, chunk_size, length, across_sections=not doc.not_covered)
     chunks = []
     for position, (parts, body) in enumerate(merged):
         heading = _heading_line(doc.title, parts)
@@ -93,11 +94,12 @@ def _heading_line(title: str, parts: list[str]) -> str:
 
 
 def _merge_small(
-    pieces: list[tuple[list[str], str]], chunk_size: int, length: Callable[[str], int]
+    pieces: list[tuple[list[str], str]], chunk_size: int, length: Callable[[str], int], across_sections: bool = True
 ) -> list[tuple[list[str], str]]:
     merged: list[tuple[list[str], str]] = []
     for parts, body in pieces:
-        if merged and (len(body) < MIN_PIECE_CHARS or len(merged[-1][1]) < MIN_PIECE_CHARS):
+        small = len(body) < MIN_PIECE_CHARS or (bool(merged) and len(merged[-1][1]) < MIN_PIECE_CHARS)
+        if merged and small and (across_sections or parts == merged[-1][0]):
             prev_parts, prev_body = merged[-1]
             if length(prev_body) + length(body) <= chunk_size:
                 joined = body if parts == prev_parts else f"{parts[-1] if parts else ''}\n\n{body}".strip()

@@ -30,6 +30,7 @@ from assistant.answer import (
     evidence_score,
     focus_not_covered,
     is_clinical_request,
+    lead_passage,
     refuse,
     strip_injection,
 )
@@ -69,6 +70,7 @@ class _Grounds:
 
     question: str
     query: str
+    query_vector: np.ndarray
     passages: list[Passage]
 
 
@@ -167,7 +169,8 @@ class Assistant:
         grounds = self._ground(question, history)
         if isinstance(grounds, Answer):
             answer = grounds
-        elif self.chat_model is None:
+        elif self.chat_model is None or all(p.chunk.not_covered for p in grounds.passages):
+            # Without a model, or when the guides' own words say they do not answer this.
             answer = self._extractive(grounds)
         else:
             yield from self._generate(self.chat_model, grounds)
@@ -191,11 +194,12 @@ class Assistant:
             logger.info("refused (weak evidence %.3f): %.80s", evidence, text)
             return refuse(text, OUT_OF_SCOPE, query)
         coverages = [self.retriever.support(query, [p]).coverage for p in passages]
-        return _Grounds(text, query, focus_not_covered(passages, coverages))
+        query_vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
+        lead = lead_passage(query, query_vector, passages)
+        return _Grounds(text, query, query_vector, focus_not_covered(passages, coverages, lead))
 
     def _extractive(self, grounds: _Grounds) -> Answer:
-        query_vector = np.asarray(self.embedder.embed_query(grounds.query), dtype=np.float32)
-        return compose_extractive(grounds.question, query_vector, grounds.passages, standalone=grounds.query)
+        return compose_extractive(grounds.question, grounds.query_vector, grounds.passages, standalone=grounds.query)
 
     def _generate(self, model: BaseChatModel, grounds: _Grounds) -> Iterator[str | Answer]:
         """Stream the model's answer, then check it; any failure falls back to the extractive answer."""

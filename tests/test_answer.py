@@ -205,3 +205,13 @@ def test_a_not_covered_section_written_as_a_list_is_quoted_as_one_paragraph(guid
         "setting; signing bonuses and stipends. Ask a physician recruiter or your professional society "
         "instead. [1]"
     )
+
+
+def test_sentences_of_the_not_covered_guide_are_never_mixed_into_other_answers(corpus_assistant: Assistant) -> None:
+    # "They give no salary figures..." read as part of an answer about nursing home directors.
+    questions = [
+        str(r["question"]) for r in read_jsonl(UNCOVERED) + read_jsonl(ROOT / "tests" / "gold_questions.jsonl")
+    ]
+    for question in questions:
+        sources = {c.source for c in corpus_assistant.ask(question).citations}
+        assert NOT_COVERED_GUIDE not in sources or sources == {NOT_COVERED_GUIDE}, question

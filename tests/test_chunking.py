@@ -59,3 +59,12 @@ def test_a_length_measure_other_than_characters_bounds_every_chunk() -> None:
     assert len(by_words) > len(by_characters)
     assert all(words_as_characters(c.body) <= 900 for c in by_words)
     assert max(words_as_characters(c.body) for c in by_characters) > 900, "the measure must bind"
+
+
+def test_short_sections_of_a_not_covered_guide_stay_apart_and_others_still_merge() -> None:
+    text = "# Scope\n\n## Parking\n\nThe guides do not cover parking.\n\n## Malpractice\n\nThe guides do not cover malpractice.\n"
+    for tags, expected in (("[not-covered]", ["Parking", "Malpractice"]), ("[scope]", ["Parking"])):
+        doc = parse_document(f"---\ntags: {tags}\n---\n{text}".encode(), "scope.md", "scope.md", "/tmp")
+        chunks = chunk_document(doc, 900, 150)
+        assert [c.section for c in chunks] == expected
+        assert all(c.not_covered is doc.not_covered for c in chunks)

@@ -316,3 +316,18 @@ def test_app_streams_llm_deltas_and_api_ask_returns_the_checked_answer(corpus_in
     assert final["mode"] == "llm" and "".join(e["text"] for _, e in deltas) == final["answer"]
     assert status == 200 and asked["mode"] == "llm" and asked["answer"] == final["answer"]
     assert [c["id"] for c in asked["citations"]] == list(dict.fromkeys(markers_in(asked["answer"]))) == [1, 2]
+
+
+def test_a_question_the_guides_do_not_answer_gets_their_own_words_without_the_model(
+    corpus_assistant: Assistant, fake: FakeLLM
+) -> None:
+    # The model would be given one not-covered section; a faithful "the guides do not say" reply
+    # without a marker would be thrown away. The guide's words are the vetted answer.
+    question = "How much does a medical director earn?"
+    assistant = with_llm(corpus_assistant, fake.base_url, "good")
+    before = len(fake.requests)
+    answer = assistant.ask(question)
+    assert len(fake.requests) == before
+    assert answer == extractive(corpus_assistant, question)
+    assert [c.source for c in answer.citations] == ["questions-the-guides-do-not-answer.md"]
+    assert not answer.notice and answer.mode == "extractive"

@@ -50,8 +50,11 @@ _CLINICAL_TERMS = re.compile(
 _SELF_CARE = re.compile(
     r"\b(should|can|could|may) (i|we|he|she|they) (take|give|stop|start|use|double|mix)\b|"
     r"\b(diagnose|treat) (me|my|him|her|them|this)\b|\bwhat (medication|drug|antibiotic|treatment) should\b|"
-    r"\bis it safe (for me|to take|to give)\b|\bdo i have\b",
+    r"\bis it safe (for me|to take|to give|to send|to discharge|to stop|to start)\b|\bdo i have\b",
     re.IGNORECASE,
+)
+_ROLE_CONTEXT = re.compile(
+    r"\b(polic(y|ies)|protocols?|procedures?|committees?|formulary|standing orders?|guidelines?)\b", re.IGNORECASE
 )
 _INJECTION = re.compile(
     r"(ignore|disregard|forget) (all |any |the )?(previous|prior|above|earlier|your) (instructions|rules|prompts?)"
@@ -141,7 +144,11 @@ class ComposerConfig:
 
 def is_clinical_request(question: str) -> bool:
     """True when the question asks for individual clinical advice (doses, diagnosis, treatment)."""
-    if _DOSING.search(question) and (_PERSON.search(question) or _CLINICAL_TERMS.search(question)):
+    person = bool(_PERSON.search(question))
+    policy = bool(_ROLE_CONTEXT.search(question)) and not person  # "the dosing policy for insulin"
+    if re.search(r"\bwhat (dose|dosage)s?\b", question, re.IGNORECASE) and not policy:  # any drug, named or not
+        return True
+    if _DOSING.search(question) and (person or (_CLINICAL_TERMS.search(question) and not policy)):
         return True
     if _SELF_CARE.search(question) and _CLINICAL_TERMS.search(question):
         return True
@@ -222,6 +229,8 @@ class _Candidate:
     quote: str  # the words as they stand in the guide, for the citation snippet
     score: float
     vector: np.ndarray
+    order: int = 0  # where the sentence stands in its passage
+    item: bool = False  # a list item in the guide
 
 
 def _candidates(
@@ -262,7 +271,7 @@ def _candidates(
                 + cfg.keyword_bonus * overlap
                 + cfg.rank_bonus / (rank + 1)
             )
-            out.append(_Candidate(rank, lead, text, quote.rstrip(";,"), score, vector))
+            out.append(_Candidate(rank, lead, text, quote.rstrip(";,"), score, vector, begin, is_item))
     return out
 
 
@@ -295,6 +304,11 @@ def compose_extractive(
     numbers: dict[int, int] = {}
     for cand in chosen:
         numbers.setdefault(cand.passage, len(numbers) + 1)
+    # The best sentence leads; the rest follow source by source, each in the guide's order. When
+    # the best is one step of a list whose other steps come too, its source reads in order.
+    steps = sum(c.item and c.passage == chosen[0].passage for c in chosen)
+    first = 0 if chosen[0].item and steps >= 3 else 1
+    chosen = chosen[:first] + sorted(chosen[first:], key=lambda c: (numbers[c.passage], c.order))
     lines = _lines(chosen, numbers)
     text = lines[0] if len(lines) == 1 else lines[0] + "\n\n" + "\n".join(f"- {line}" for line in lines[1:])
     citations = tuple(
@@ -339,18 +353,19 @@ def _best_sentences(candidates: list[_Candidate], cfg: ComposerConfig) -> list[_
 
 
 def _lines(chosen: list[_Candidate], numbers: dict[int, int]) -> list[str]:
-    """One line per point; items of one list are joined after the sentence that introduces them."""
-    groups: dict[tuple[int, str], list[str]] = {}
+    """One line per point; items of one list are joined after the sentence that introduces them,
+    in the guide's order (steps such as Plan-Do-Study-Act must not come out shuffled)."""
+    groups: dict[tuple[int, str], list[_Candidate]] = {}
     order: list[tuple[int, str]] = []
     for cand in chosen:
         key = (cand.passage, cand.intro) if cand.intro else (cand.passage, f"\x00{len(order)}")
         if key not in groups:
             groups[key] = []
             order.append(key)
-        groups[key].append(cand.text)
+        groups[key].append(cand)
     lines = []
     for passage, intro in order:
-        items = groups[(passage, intro)]
+        items = [c.text for c in sorted(groups[(passage, intro)], key=lambda c: c.order)]
         body = "; ".join(items) if not intro.startswith("\x00") else items[0]
         text = f"{intro} {body}" if not intro.startswith("\x00") else body
         lines.append(f"{_sentence_end(text)} [{numbers[passage]}]")

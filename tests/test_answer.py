@@ -23,6 +23,9 @@ CLINICAL = [
     "Can you diagnose my rash?",
     "Should I stop taking my blood pressure medication?",
     "what is the right insulin dosage for a diabetic patient",
+    # Both got the generic "the guides don't cover this" instead of the pointer to a clinician.
+    "resident with dementia gets agitated every night, what dose of haldol or seroquel is ok to use",
+    "patient in our ED had chest pain and a normal troponin, is it safe to send them home",
 ]
 ROLE_TOPICS = [
     "Who approves medication policies in a nursing home?",
@@ -30,6 +33,8 @@ ROLE_TOPICS = [
     "How does peer review work for a physician?",
     "Do medical directors still see patients?",
     "What is the CMD credential?",
+    "Who signs off on the dosing policy for high-alert medications?",
+    "Is it safe to start quality projects in my first month?",
 ]
 
 
@@ -215,3 +220,10 @@ def test_sentences_of_the_not_covered_guide_are_never_mixed_into_other_answers(c
     for question in questions:
         sources = {c.source for c in corpus_assistant.ask(question).citations}
         assert NOT_COVERED_GUIDE not in sources or sources == {NOT_COVERED_GUIDE}, question
+
+
+def test_the_steps_of_a_list_come_out_in_the_guides_order(corpus_assistant: Assistant) -> None:
+    # The best sentence was "Do: ...", and the other steps followed by score: Act, Study, Plan.
+    answer = corpus_assistant.ask("how do I set up a PDSA cycle to cut our door to doc times").answer
+    steps = [answer.find(f"- {step}:") for step in ("Plan", "Do", "Study", "Act")]
+    assert -1 not in steps and steps == sorted(steps), answer

@@ -53,6 +53,7 @@ _SELF_CARE = re.compile(
     r"\bis it safe (for me|to take|to give|to send|to discharge|to stop|to start)\b|\bdo i have\b",
     re.IGNORECASE,
 )
+_WHAT_DOSE = re.compile(r"\bwhat (dose|dosage)s?\b", re.IGNORECASE)  # of any drug, named in a list or not
 _ROLE_CONTEXT = re.compile(
     r"\b(polic(y|ies)|protocols?|procedures?|committees?|formulary|standing orders?|guidelines?)\b", re.IGNORECASE
 )
@@ -146,7 +147,7 @@ def is_clinical_request(question: str) -> bool:
     """True when the question asks for individual clinical advice (doses, diagnosis, treatment)."""
     person = bool(_PERSON.search(question))
     policy = bool(_ROLE_CONTEXT.search(question)) and not person  # "the dosing policy for insulin"
-    if re.search(r"\bwhat (dose|dosage)s?\b", question, re.IGNORECASE) and not policy:  # any drug, named or not
+    if _WHAT_DOSE.search(question) and not policy:
         return True
     if _DOSING.search(question) and (person or (_CLINICAL_TERMS.search(question) and not policy)):
         return True

@@ -98,8 +98,11 @@ def _merge_small(
 ) -> list[tuple[list[str], str]]:
     merged: list[tuple[list[str], str]] = []
     for parts, body in pieces:
-        small = len(body) < MIN_PIECE_CHARS or (bool(merged) and len(merged[-1][1]) < MIN_PIECE_CHARS)
-        if merged and small and (across_sections or parts == merged[-1][0]):
+        if (
+            merged
+            and (len(body) < MIN_PIECE_CHARS or len(merged[-1][1]) < MIN_PIECE_CHARS)
+            and (across_sections or parts == merged[-1][0])
+        ):
             prev_parts, prev_body = merged[-1]
             if length(prev_body) + length(body) <= chunk_size:
                 joined = body if parts == prev_parts else f"{parts[-1] if parts else ''}\n\n{body}".strip()

@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 
 SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx"}
 FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
-# A guide tagged `not-covered` lists questions the guides do not answer, one per section; an
-# answer led by one of its sections quotes that section alone (answer.compose_extractive).
+# A guide tagged `not-covered` lists questions the guides do not answer, one per section; when
+# one of its sections is the answer, it is quoted alone (answer.focus_not_covered).
 NOT_COVERED_TAG = "not-covered"
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
 

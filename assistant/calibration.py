@@ -18,11 +18,28 @@ from pathlib import Path
 from typing import Any
 
 from assistant.answer import evidence_score, is_clinical_request
+from assistant.errors import InputError
 from assistant.service import Assistant
 
 
 def _questions(path: Path) -> list[str]:
-    return [str(json.loads(line)["question"]) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The questions of a JSONL file, one {"question": ...} per line; InputError names a bad line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+    questions = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path} line {number}: not JSON ({exc.msg})") from exc
+        if not isinstance(record, dict) or not isinstance(record.get("question"), str):
+            raise InputError(f'{path} line {number}: expected {{"question": "..."}}')
+        questions.append(record["question"])
+    return questions
 
 
 def _scores(assistant: Assistant, path: Path) -> list[float]:
@@ -50,6 +67,8 @@ def declined(assistant: Assistant, path: Path) -> dict[str, Any]:
 
 def calibrate(assistant: Assistant, in_scope: Path, off_topic: Path, uncovered: Sequence[Path] = ()) -> dict[str, Any]:
     """Evidence scores of both sets and the best threshold between them; uncovered sets' declines."""
+    for path in (in_scope, off_topic, *uncovered):
+        _questions(path)  # every file readable before minutes of scoring
     good, bad = _scores(assistant, in_scope), _scores(assistant, off_topic)
     best: tuple[int, float, float] | None = None
     for step in range(0, 101):

@@ -80,3 +80,13 @@ def test_ask_without_an_index_says_to_ingest(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 3 and "python ingest.py" in result.stderr
+
+
+def test_calibrate_names_a_missing_or_malformed_question_file(corpus_index: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "How long is residency?"}\n["not", "an object"]\n')
+    for flag, path in (("--uncovered", tmp_path / "missing.jsonl"), ("--in-scope", bad)):
+        assert assistant_main(["calibrate", "--index", str(corpus_index), flag, str(path)]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: ") and str(path) in error
+    assert "line 2" in error

@@ -85,7 +85,7 @@ def respond(
     try:
         text = normalise_question(question, assistant.settings.max_question_chars)
     except InputError as exc:
-        gr.Warning(html.escape(str(exc)), title="Please check your question")
+        gr.Warning(html.escape(str(exc), quote=False), title="Please check your question")
         yield gr.skip(), state["messages"], state
         return
     if not allow(client):
@@ -114,7 +114,7 @@ def respond(
             yield "", messages, state
     except AssistantError as exc:
         logger.warning("chat answer failed: %s", exc)
-        raise gr.Error(html.escape(str(exc))) from exc
+        raise gr.Error(html.escape(str(exc), quote=False)) from exc  # the toast renders HTML
 
 
 def record_feedback(state: dict[str, Any], data: gr.LikeData, feedback: FeedbackStore) -> None:
@@ -149,8 +149,8 @@ def api_ask(
         raise gr.Error("too many questions in a minute; please wait a moment and ask again")
     try:
         return assistant.ask(question, parse_history(history)).to_json()
-    except AssistantError as exc:
-        raise gr.Error(html.escape(str(exc))) from exc
+    except AssistantError as exc:  # read by programs (gradio_client), not rendered: plain text
+        raise gr.Error(str(exc)) from exc
 
 
 def _ready(ready: AssistantSlot) -> Assistant | None:

@@ -116,6 +116,7 @@ def parse_document(data: bytes, filename: str, source: str, root: str) -> Docume
     if not data.strip():
         raise DocumentError("file is empty")
     suffix = Path(filename).suffix.lower()
+    meta: dict[str, object] = {}
     if suffix == ".pdf":
         text = _pdf_text(data)
     elif suffix == ".docx":
@@ -125,11 +126,11 @@ def parse_document(data: bytes, filename: str, source: str, root: str) -> Docume
         if suffix in {".html", ".htm"}:
             text = _html_text(raw)
         elif suffix == ".txt":
+            meta, raw = _split_front_matter(raw, plain_text=True)
             text = _text_headings(raw)
         else:
-            text = raw
-    meta, body = _split_front_matter(text) if suffix in {".md", ".markdown"} else ({}, text)
-    body = _normalise(body)
+            meta, text = _split_front_matter(raw)
+    body = _normalise(text)
     if len(re.sub(r"\W", "", body)) < 20:
         raise DocumentError("no readable text found")
     title = str(meta.get("title") or "").strip() or _first_heading(body) or _title_from_name(filename)
@@ -177,16 +178,25 @@ def _decode(data: bytes) -> str:
         raise DocumentError(f"not valid UTF-8 text (bad byte at position {exc.start})") from exc
 
 
-def _split_front_matter(text: str) -> tuple[dict[str, object], str]:
+def _split_front_matter(text: str, plain_text: bool = False) -> tuple[dict[str, object], str]:
+    """YAML front matter (title, tags) and the text after it.
+
+    In plain text only a block of YAML keys counts, since a .txt file may open with a `---` rule;
+    in Markdown a malformed block is dropped with a warning.
+    """
     match = FRONT_MATTER.match(text)
     if not match:
         return {}, text
     try:
         meta = yaml.safe_load(match.group(1))
     except yaml.YAMLError:
+        if plain_text:
+            return {}, text
         logger.warning("ignoring malformed YAML front matter")
         return {}, text[match.end() :]
-    return (meta if isinstance(meta, dict) else {}), text[match.end() :]
+    if isinstance(meta, dict):
+        return meta, text[match.end() :]
+    return {}, (text if plain_text else text[match.end() :])
 
 
 def _normalise(text: str) -> str:

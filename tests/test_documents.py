@@ -136,6 +136,20 @@ def test_the_not_covered_tag_marks_a_guide_of_topics_the_guides_do_not_answer(fr
     assert parse_document(data.encode(), "scope.md", "scope.md", "/tmp").not_covered is expected
 
 
+def test_plain_text_reads_front_matter_like_markdown() -> None:
+    data = f"---\ntitle: Scope notes\ntags: [not-covered]\n---\nSalary\n\n{BODY}\n"
+    doc = parse_document(data.encode(), "scope.txt", "scope.txt", "/tmp")
+    assert doc.title == "Scope notes" and doc.not_covered
+    assert "tags" not in doc.text and "---" not in doc.text
+    assert doc.text.startswith("# Salary")  # heading detection still runs on the body
+
+
+def test_plain_text_opening_with_a_rule_keeps_its_text() -> None:
+    data = f"---\nJust a line of text, not YAML keys.\n---\n\n{BODY}\n"
+    doc = parse_document(data.encode(), "notes.txt", "notes.txt", "/tmp")
+    assert "Just a line of text, not YAML keys." in doc.text and not doc.not_covered
+
+
 def test_the_shipped_list_of_unanswered_questions_is_tagged() -> None:
     assert load_document(CORPUS / "questions-the-guides-do-not-answer.md", CORPUS).not_covered
     assert not load_document(CORPUS / "about-this-assistant.md", CORPUS).not_covered

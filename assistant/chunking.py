@@ -17,6 +17,10 @@ from assistant.documents import Document
 
 HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3")]
 MIN_PIECE_CHARS = 200  # smaller pieces are merged with a neighbour
+# Bump when the same document would be cut into different chunk texts: ingest then re-chunks
+# documents recorded with an older version even though their files did not change.
+# 2: a section merged into the chunk before it keeps its heading as a Markdown heading.
+CHUNKING_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,10 @@ def _merge_small(
         ):
             prev_parts, prev_body = merged[-1]
             if length(prev_body) + length(body) <= chunk_size:
-                joined = body if parts == prev_parts else f"{parts[-1] if parts else ''}\n\n{body}".strip()
+                # A merged section keeps its heading as a Markdown heading, so the composer reads it
+                # as a heading and not as a sentence to quote ("Steps to write a good policy.").
+                heading = f"{'#' * (len(parts) + 1)} {parts[-1]}\n\n" if parts and parts != prev_parts else ""
+                joined = body if parts == prev_parts else f"{heading}{body}"
                 merged[-1] = (prev_parts, f"{prev_body}\n\n{joined}")
                 continue
         merged.append((parts, body))

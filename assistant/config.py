@@ -48,7 +48,7 @@ class Settings:
     max_file_mb: float = _describe(20.0, "Documents larger than this are refused at ingest.")
     top_k: int = _describe(5, "Passages given to the answer composer.")
     min_evidence: float = _describe(
-        0.46,
+        0.45,
         "Evidence (best similarity + 0.2 x keyword coverage, coverage counted twice when the "
         "question's key terms stand together in a passage) below which the answer is "
         "'the guides don't cover this'; calibrated in docs/calibration.md.",

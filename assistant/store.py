@@ -68,6 +68,7 @@ class DocumentRecord:
     doc_hash: str
     root: str
     chunk_ids: tuple[str, ...]
+    chunking: int = 1  # the chunking.CHUNKING_VERSION that cut it (1: recorded before versions)
 
 
 def build_client(settings: Settings, create: bool = True) -> Any:
@@ -341,6 +342,7 @@ def _document_metadata(record: DocumentRecord) -> dict[str, Any]:
         "doc_hash": record.doc_hash,
         "root": record.root,
         "chunk_ids": json.dumps(list(record.chunk_ids)),
+        "chunking": record.chunking,
     }
 
 
@@ -386,4 +388,5 @@ def _record(meta: Any) -> DocumentRecord:
         doc_hash=str(meta.get("doc_hash", "")),
         root=str(meta.get("root", "")),
         chunk_ids=tuple(json.loads(str(meta.get("chunk_ids", "[]")))),
+        chunking=int(meta.get("chunking", 1)),
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assistant.chunking import Chunk, chunk_document, split_sentences
+from assistant.chunking import CHUNKING_VERSION, Chunk, chunk_document, split_sentences
 from assistant.config import Settings
 from assistant.documents import Document, find_documents, load_document
 from assistant.errors import DocumentError
@@ -108,7 +108,7 @@ def sync_paths(
                 failed.append(Failure(str(path), str(exc)))
                 logger.warning("skipped %s: %s", path, exc)
                 continue
-            if old is not None and old.doc_hash == doc.content_hash and old.root == doc.root:
+            if old is not None and _current(old, doc) and old.root == doc.root:
                 counts["unchanged"] += 1
             else:
                 counts["updated" if old is not None else "added"] += 1
@@ -187,7 +187,7 @@ def sync_documents(
     """Add or replace already-loaded documents (an upload); returns how many changed."""
     recover(store)
     manifest = store.documents()
-    changed = [d for d in docs if manifest.get(d.source) is None or manifest[d.source].doc_hash != d.content_hash]
+    changed = [d for d in docs if d.source not in manifest or not _current(manifest[d.source], d)]
     stale = _write(changed, store, embedder, settings, manifest)
     if changed:
         _finish(store, stale, on_switch, grace_seconds)
@@ -271,12 +271,22 @@ def _write_group(
     store.set_pending(journal)
     store.add_chunks(chunks, vectors)
     records = [
-        (DocumentRecord(doc.source, doc.title, doc.content_hash, doc.root, tuple(c.id for c in cs)), doc.text)
+        (
+            DocumentRecord(
+                doc.source, doc.title, doc.content_hash, doc.root, tuple(c.id for c in cs), CHUNKING_VERSION
+            ),
+            doc.text,
+        )
         for doc, cs in group
     ]
     store.put_documents(records)
     for doc, cs in group:
         logger.debug("wrote %s (%d chunks)", doc.source, len(cs))
+
+
+def _current(record: DocumentRecord, doc: Document) -> bool:
+    """The indexed chunks are this file's, cut by this release's chunking."""
+    return record.doc_hash == doc.content_hash and record.chunking == CHUNKING_VERSION
 
 
 def embed_chunks(chunks: Sequence[Chunk], store: Store, embedder: SentenceEmbeddings) -> list[ChunkVectors]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from assistant.chunking import CHUNKING_VERSION
 from assistant.service import Assistant
 from conftest import settings_for
 
@@ -22,6 +24,18 @@ def test_add_then_unchanged(assistant: Assistant, guides: Path) -> None:
     again = assistant.ingest([guides])
     assert (again.added, again.updated, again.removed, again.unchanged) == (0, 0, 0, 3)
     assert again.chunks == first.chunks
+
+
+def test_a_guide_cut_by_an_older_chunking_is_cut_again_though_its_file_is_unchanged(
+    assistant: Assistant, guides: Path
+) -> None:
+    assistant.ingest([guides])
+    record, text = assistant.store.document_text("first-90-days.md") or pytest.fail("not ingested")
+    assistant.store.put_documents([(replace(record, chunking=1), text)])  # as an older release recorded it
+    again = assistant.ingest([guides])
+    assert (again.added, again.updated, again.unchanged) == (0, 1, 2)
+    assert assistant.store.documents()["first-90-days.md"].chunking == CHUNKING_VERSION
+    assert assistant.ingest([guides]).unchanged == 3
 
 
 def test_modify_replaces_and_delete_removes(assistant: Assistant, guides: Path) -> None:

@@ -141,6 +141,7 @@ class ComposerConfig:
     keyword_bonus: float = 0.15
     rank_bonus: float = 0.05
     context_weight: float = 0.3  # how much the whole passage's similarity counts for its sentences
+    whole_list: int = 10  # a list of at most this many items is quoted whole when one item is chosen
 
 
 def is_clinical_request(question: str) -> bool:
@@ -213,7 +214,7 @@ def focus_not_covered(passages: list[Passage], coverages: Sequence[float], lead:
 
 def lead_passage(question: str, query_vector: np.ndarray, passages: list[Passage]) -> int | None:
     """The index of the passage holding the composer's best sentence (None: nothing quotable)."""
-    candidates = _candidates(passages, query_vector, _terms(question), ComposerConfig())
+    candidates = [c for c in _candidates(passages, query_vector, _terms(question), ComposerConfig()) if c.selectable]
     return max(candidates, key=lambda c: c.score).passage if candidates else None
 
 
@@ -232,6 +233,7 @@ class _Candidate:
     vector: np.ndarray
     order: int = 0  # where the sentence stands in its passage
     item: bool = False  # a list item in the guide
+    selectable: bool = True  # False: too short to be chosen alone ("physics;"), quoted with its list
 
 
 def _candidates(
@@ -255,9 +257,12 @@ def _candidates(
                 intro = quote[:-1] + ":" if quote[-1:] in ".:" else ""
                 if quote.endswith(":"):
                     continue
+            selectable = True
             if is_item and (not quote[:1].isupper() or quote.endswith((";", ","))):
                 if len(quote.split()) < 3:
-                    continue
+                    if not intro:
+                        continue
+                    selectable = False
                 lead, text = intro, quote.rstrip(";,.")
                 if not lead:
                     text = text[:1].upper() + text[1:]
@@ -272,7 +277,7 @@ def _candidates(
                 + cfg.keyword_bonus * overlap
                 + cfg.rank_bonus / (rank + 1)
             )
-            out.append(_Candidate(rank, lead, text, quote.rstrip(";,"), score, vector, begin, is_item))
+            out.append(_Candidate(rank, lead, text, quote.rstrip(";,"), score, vector, begin, is_item, selectable))
     return out
 
 
@@ -301,7 +306,7 @@ def compose_extractive(
     candidates = [c for c in every if not passages[c.passage].chunk.not_covered]
     if not candidates:
         return refuse(question, OUT_OF_SCOPE, standalone)
-    chosen = _best_sentences(candidates, cfg)
+    chosen = _whole_lists(_best_sentences([c for c in candidates if c.selectable], cfg), candidates, cfg)
     numbers: dict[int, int] = {}
     for cand in chosen:
         numbers.setdefault(cand.passage, len(numbers) + 1)
@@ -351,6 +356,22 @@ def _best_sentences(candidates: list[_Candidate], cfg: ComposerConfig) -> list[_
             continue
         chosen.append(cand)
     return chosen
+
+
+def _whole_lists(chosen: list[_Candidate], candidates: list[_Candidate], cfg: ComposerConfig) -> list[_Candidate]:
+    """Every item of a chosen item's list, when the list is short.
+
+    "Typical coursework includes: biochemistry" reads as if biochemistry were all of it; a
+    list introduced by a sentence is quoted whole (up to `whole_list` items), in the guide's order.
+    """
+    out = list(chosen)
+    for cand in chosen:
+        if not (cand.item and cand.intro):
+            continue
+        siblings = [c for c in candidates if c.item and c.passage == cand.passage and c.intro == cand.intro]
+        if len(siblings) <= cfg.whole_list:
+            out += [c for c in siblings if all(c.order != o.order or c.passage != o.passage for o in out)]
+    return out
 
 
 def _lines(chosen: list[_Candidate], numbers: dict[int, int]) -> list[str]:

@@ -227,3 +227,21 @@ def test_the_steps_of_a_list_come_out_in_the_guides_order(corpus_assistant: Assi
     answer = corpus_assistant.ask("how do I set up a PDSA cycle to cut our door to doc times").answer
     steps = [answer.find(f"- {step}:") for step in ("Plan", "Do", "Study", "Act")]
     assert -1 not in steps and steps == sorted(steps), answer
+
+
+COMPOSER_LISTS = read_jsonl(ROOT / "tests" / "composer_lists.jsonl")
+
+
+@pytest.mark.parametrize("record", COMPOSER_LISTS, ids=[str(r["question"]) for r in COMPOSER_LISTS])
+def test_a_list_is_quoted_whole_not_one_item_of_it(corpus_assistant: Assistant, record: dict[str, object]) -> None:
+    # "Typical coursework includes: biochemistry" reads as if that were the whole list.
+    answer = corpus_assistant.ask(str(record["question"])).answer.lower()
+    missing = [item for item in record["items"] if str(item).lower() not in answer]  # type: ignore[attr-defined]
+    assert not missing, answer
+
+
+def test_a_heading_merged_into_the_chunk_before_it_is_not_quoted_as_a_sentence(corpus_assistant: Assistant) -> None:
+    # "When a new policy is needed" is short, so the chunker merges the next section into it.
+    answer = corpus_assistant.ask("what usually sets off the need for a new policy?")
+    assert "staff confusion" in answer.answer
+    assert "Steps to write a good policy" not in answer.answer

@@ -7,6 +7,7 @@
     python scripts/tune_variants.py docbm25 ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py centrality ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py neighbours ../shared/eval/scifact --cache /tmp/tune/scifact
+    python scripts/tune_variants.py docconf ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py paired ../shared/eval/scifact --cache /tmp/tune/scifact \
         --against /tmp/tune/scifact600 --against /tmp/tune/scifact-t160
     python scripts/tune_variants.py windows ../shared/eval/scifact --cache /tmp/tune/scifact \
@@ -24,6 +25,9 @@ Each prints table rows (setting | nDCG@10 | R@100 | MRR@10) under the chosen fus
 - neighbours: BM25 over each chunk together with its neighbours in the document (one before, one
   after; or two), over whole documents instead of chunks, bm25s' other BM25 formulas, and a
   document scored by its best chunk plus a share of its second best (session 5).
+- docconf: BM25's confidence measured over distinct documents (each scored by its best chunk)
+  instead of chunks, whose neighbours share words (and, under windows, whole texts), with and
+  without the neighbour windows (session 6).
 - paired: is a variant's nDCG@10 difference from the chosen setting more than noise? Per-question
   differences against other caches (--against) and the Porter stemmer, with a 95% bootstrap
   interval and a sign-flip randomization p-value (session 4).
@@ -217,23 +221,15 @@ def neighbours(data: Cached) -> None:
     import bm25s
 
     texts, sources = data.texts, data.sources  # a cache keeps each document's chunks in order
-
-    def window(r: int) -> list[str]:
-        n = len(texts)
-        return [
-            "\n".join(texts[j] for j in range(i - r, i + r + 1) if 0 <= j < n and sources[j] == sources[i])
-            for i in range(n)
-        ]
-
     base = data.bm25()
     row("chosen", chosen(data, base))
     for r in (1, 2):
-        keyword = data.bm25(window(r))
+        keyword = data.bm25(_window_texts(data, r))
         for weight in (0.8, 1.2):
             for rank in (10, 20):
                 name = f"BM25 over chunk +- {r} neighbours, {weight} x conf@{rank}"
                 row(name, run(data, convex_max(weight, confidence(keyword, rank)), keyword))
-    whole = data.bm25(window(10**6))  # the whole document for every chunk
+    whole = data.bm25(_window_texts(data, 10**6))  # the whole document for every chunk
     for weight in (0.8, 1.2):
         for rank in (10, 20):
             row(
@@ -263,6 +259,33 @@ def neighbours(data: Cached) -> None:
             score = {d: v[0] + share * (v[1] if len(v) > 1 else 0.0) for d, v in per_doc.items()}
             runs[q] = sorted(score, key=lambda d: -score[d])[:RECALL_DEPTH]
         row(f"document = best chunk + {share} x second best", score_runs(runs, data.qrels, 10))
+
+
+def _window_texts(data: Cached, radius: int) -> list[str]:
+    """Each chunk's text joined with up to `radius` chunks either side of it in the same document."""
+    texts, sources, n = data.texts, data.sources, len(data.texts)
+    return [
+        "\n".join(texts[j] for j in range(i - radius, i + radius + 1) if 0 <= j < n and sources[j] == sources[i])
+        for i in range(n)
+    ]
+
+
+def docconf(data: Cached) -> None:
+    """conf@n over distinct documents' best BM25 chunk, for chunk BM25 and the neighbour windows."""
+    documents = {d: k for k, d in enumerate(sorted(set(data.sources)))}
+    column = np.array([documents[s] for s in data.sources])
+
+    def over_documents(keyword: np.ndarray, rank: int) -> np.ndarray:
+        best = np.zeros((keyword.shape[0], len(documents)))
+        np.maximum.at(best.T, column, keyword.T)
+        return confidence(best, rank)
+
+    for radius, label in ((0, "chunk BM25"), (1, "+- 1 neighbour"), (2, "+- 2 neighbours"), (10**6, "whole document")):
+        keyword = data.bm25() if radius == 0 else data.bm25(_window_texts(data, radius))
+        for weight in (0.8, 1.0, 1.2):
+            for rank in (5, 10, 20):
+                fusion = convex_max(weight, over_documents(keyword, rank))
+                row(f"{label}, {weight} x document conf@{rank}", run(data, fusion, keyword))
 
 
 def centrality(data: Cached) -> None:
@@ -424,7 +447,19 @@ def windows(dataset: Path, data: Cached, small: Cached) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "command", choices=["heading", "rm3", "prf", "late", "docbm25", "centrality", "neighbours", "paired", "windows"]
+        "command",
+        choices=[
+            "heading",
+            "rm3",
+            "prf",
+            "late",
+            "docbm25",
+            "centrality",
+            "neighbours",
+            "docconf",
+            "paired",
+            "windows",
+        ],
     )
     parser.add_argument("dataset", type=Path, help="BEIR folder")
     parser.add_argument("--cache", type=Path, required=True, help="a tune_retrieval.py build cache")
@@ -448,6 +483,8 @@ def main() -> int:
         centrality(data)
     elif args.command == "neighbours":
         neighbours(data)
+    elif args.command == "docconf":
+        docconf(data)
     elif args.command == "paired":
         paired(data, [(str(c), Cached(c, args.dataset, args.split)) for c in args.against])
     else:

@@ -53,7 +53,12 @@ _SELF_CARE = re.compile(
     r"\bis it safe (for me|to take|to give|to send|to discharge|to stop|to start)\b|\bdo i have\b",
     re.IGNORECASE,
 )
-_WHAT_DOSE = re.compile(r"\bwhat (dose|dosage)s?\b", re.IGNORECASE)  # of any drug, named in a list or not
+# "what dose of haldol", "what insulin sliding scale doses should our protocol use": the doses themselves, for a
+# protocol or not; "what dosing policy" and "the dose policy" are about the policy.
+_DOSE_VALUES = re.compile(
+    r"\bwhat (?:\w+ ){0,4}(?:doses|dosages|dose|dosage)\b(?! (?:polic|protocol|procedure|committee|review|guideline))",
+    re.IGNORECASE,
+)
 _ROLE_CONTEXT = re.compile(
     r"\b(polic(y|ies)|protocols?|procedures?|committees?|formulary|standing orders?|guidelines?)\b", re.IGNORECASE
 )
@@ -148,7 +153,7 @@ def is_clinical_request(question: str) -> bool:
     """True when the question asks for individual clinical advice (doses, diagnosis, treatment)."""
     person = bool(_PERSON.search(question))
     policy = bool(_ROLE_CONTEXT.search(question)) and not person  # "the dosing policy for insulin"
-    if _WHAT_DOSE.search(question) and not policy:
+    if _DOSE_VALUES.search(question):
         return True
     if _DOSING.search(question) and (person or (_CLINICAL_TERMS.search(question) and not policy)):
         return True
@@ -244,6 +249,7 @@ def _candidates(
     for rank, passage in enumerate(passages):
         chunk = passage.chunk
         intro = ""
+        continues = False  # the item before ended with ";": the list runs on through its last item
         planted = planted_instructions(chunk.text)
         for (begin, end), vector in zip(chunk.spans, chunk.sentence_vectors):
             if any(begin < stop and end > start for start, stop in planted):
@@ -255,10 +261,13 @@ def _candidates(
             is_item = bool(_LIST_ITEM.match(raw))
             if not is_item:
                 intro = quote[:-1] + ":" if quote[-1:] in ".:" else ""
+                continues = False
                 if quote.endswith(":"):
                     continue
             selectable = True
-            if is_item and (not quote[:1].isupper() or quote.endswith((";", ","))):
+            fragment = is_item and (not quote[:1].isupper() or quote.endswith((";", ",")) or continues)
+            continues = is_item and quote.endswith((";", ","))
+            if fragment:
                 if len(quote.split()) < 3:
                     if not intro:
                         continue
@@ -266,8 +275,11 @@ def _candidates(
                 lead, text = intro, quote.rstrip(";,.")
                 if not lead:
                     text = text[:1].upper() + text[1:]
-            elif len(quote.split()) >= cfg.min_words and not quote.startswith("#"):
-                lead, text = "", quote
+            elif len(quote.split()) >= (3 if is_item else cfg.min_words) and not quote.startswith("#"):
+                # A labelled item ("General surgery: usually five years.") says enough in few words;
+                # a bare "Yes," or "No," answered the guide's own question, which may not be this one.
+                lead, text = "", _YES_NO.sub("", quote)
+                text = text[:1].upper() + text[1:]
             else:
                 continue
             overlap = len(terms & _terms(f"{lead} {text}")) / len(terms) if terms else 0.0
@@ -306,7 +318,10 @@ def compose_extractive(
     candidates = [c for c in every if not passages[c.passage].chunk.not_covered]
     if not candidates:
         return refuse(question, OUT_OF_SCOPE, standalone)
-    chosen = _whole_lists(_best_sentences([c for c in candidates if c.selectable], cfg), candidates, cfg)
+    chosen = _best_sentences([c for c in candidates if c.selectable], cfg)
+    # A sentence that leans on the one before it ("In that case it may...") cannot lead.
+    lead = next((c for c in chosen if not _LEANS_BACK.match(c.text)), chosen[0])
+    chosen = _whole_lists([lead, *(c for c in chosen if c is not lead)], candidates, cfg)
     numbers: dict[int, int] = {}
     for cand in chosen:
         numbers.setdefault(cand.passage, len(numbers) + 1)
@@ -402,11 +417,11 @@ def _redundant(a: _Candidate, b: _Candidate, cfg: ComposerConfig) -> bool:
 
 
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
-
-
-def _is_fragment(raw: str, quote: str) -> bool:
-    """A list item that is not a sentence of its own ("an entire institution, such as ...;")."""
-    return bool(_LIST_ITEM.match(raw)) and (not quote[:1].isupper() or quote.endswith((";", ",")))
+_YES_NO = re.compile(r"^(?:yes|no)[,.;]\s+(?=\w)", re.IGNORECASE)
+_LEANS_BACK = re.compile(
+    r"^(?:it|its|they|their|them|such|he|she|this is|these are|those are|that is|in that case|in this case)\b",
+    re.IGNORECASE,
+)
 
 
 def clean_sentence(text: str) -> str:

@@ -26,6 +26,10 @@ CLINICAL = [
     # Both got the generic "the guides don't cover this" instead of the pointer to a clinician.
     "resident with dementia gets agitated every night, what dose of haldol or seroquel is ok to use",
     "patient in our ED had chest pain and a normal troponin, is it safe to send them home",
+    # Doses asked for a protocol are still doses: the guides give none, and quoting policy-writing
+    # sentences in reply reads as if they answered it.
+    "What insulin sliding scale doses should our nursing home protocol use?",
+    "what doses of heparin should our standing orders say",
 ]
 ROLE_TOPICS = [
     "Who approves medication policies in a nursing home?",
@@ -34,6 +38,7 @@ ROLE_TOPICS = [
     "Do medical directors still see patients?",
     "What is the CMD credential?",
     "Who signs off on the dosing policy for high-alert medications?",
+    "What dosing policy should our pharmacy and therapeutics committee review first?",
     "Is it safe to start quality projects in my first month?",
 ]
 
@@ -245,3 +250,24 @@ def test_a_heading_merged_into_the_chunk_before_it_is_not_quoted_as_a_sentence(c
     answer = corpus_assistant.ask("what usually sets off the need for a new policy?")
     assert "staff confusion" in answer.answer
     assert "Steps to write a good policy" not in answer.answer
+
+
+def test_a_short_labelled_list_item_can_be_the_answer(corpus_assistant: Assistant) -> None:
+    # "**General surgery**: usually five years." has five words; it was never a candidate.
+    assert (
+        "General surgery: usually five years."
+        in corpus_assistant.ask("How long is a general surgery residency?").answer
+    )
+
+
+def test_a_guides_yes_or_no_is_not_quoted_as_the_answer_to_another_question(corpus_assistant: Assistant) -> None:
+    # The FAQ's "Yes, ... must be a licensed physician" answered "Do I have to be a doctor?",
+    # and read as contradicting "A fellowship is not required".
+    answer = corpus_assistant.ask("Do I need to do a fellowship to become a medical director?").answer
+    assert "not required" in answer
+    assert not re.search(r"(^|\n)(- )?(Yes|No)\b", answer), answer
+
+
+def test_a_sentence_that_leans_on_the_one_before_does_not_lead(corpus_assistant: Assistant) -> None:
+    answer = corpus_assistant.ask("What topics can this assistant help with?").answer
+    assert not answer.startswith("In that case"), answer

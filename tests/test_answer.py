@@ -169,6 +169,24 @@ def test_a_question_the_guides_do_not_answer_is_declined_from_the_list_of_such_t
     assert answer.answer.endswith("[1]")
 
 
+@pytest.mark.parametrize(
+    ("question", "section"),
+    [
+        # Both were answered from loosely related passages (CMD renewal, "work with your legal team").
+        ("How much does it cost to get the CMD certification?", "Fees for exams, credentials and licenses"),
+        (
+            "Is the non-compete clause in my medical director contract enforceable?",
+            "Negotiating a job offer or contract",
+        ),
+    ],
+)
+def test_fees_and_legal_questions_about_a_contract_are_declined_from_their_section(
+    corpus_assistant: Assistant, question: str, section: str
+) -> None:
+    answer = corpus_assistant.ask(question)
+    assert [(c.source, c.section) for c in answer.citations] == [(NOT_COVERED_GUIDE, section)]
+
+
 def test_a_covered_question_near_a_not_covered_topic_is_still_answered_from_its_guide(
     corpus_assistant: Assistant,
 ) -> None:
@@ -271,3 +289,10 @@ def test_a_guides_yes_or_no_is_not_quoted_as_the_answer_to_another_question(corp
 def test_a_sentence_that_leans_on_the_one_before_does_not_lead(corpus_assistant: Assistant) -> None:
     answer = corpus_assistant.ask("What topics can this assistant help with?").answer
     assert not answer.startswith("In that case"), answer
+
+
+def test_the_about_guide_does_not_answer_a_question_it_only_gives_as_an_example(corpus_assistant: Assistant) -> None:
+    # Its tip 'use plain words, for example "what does the CMD require"' led this answer.
+    answer = corpus_assistant.ask("what does the CMD require?")
+    assert "about-this-assistant.md" not in {c.source for c in answer.citations}
+    assert answer.citations[0].source.startswith("cmd-credential") or answer.citations[0].source == "faq.md"

@@ -322,28 +322,36 @@ def compose_extractive(
     # A sentence that leans on the one before it ("In that case it may...") cannot lead.
     lead = next((c for c in chosen if not _LEANS_BACK.match(c.text)), chosen[0])
     chosen = _whole_lists([lead, *(c for c in chosen if c is not lead)], candidates, cfg)
+    # One number per guide section: two chunks of one section are one source to the reader.
     numbers: dict[int, int] = {}
+    places: dict[tuple[str, str], int] = {}
     for cand in chosen:
-        numbers.setdefault(cand.passage, len(numbers) + 1)
+        chunk = passages[cand.passage].chunk
+        numbers.setdefault(cand.passage, places.setdefault((chunk.source, chunk.section), len(places) + 1))
     # The best sentence leads; the rest follow source by source, each in the guide's order. When
     # the best is one step of a list whose other steps come too, its source reads in order.
     steps = sum(c.item and c.passage == chosen[0].passage for c in chosen)
     first = 0 if chosen[0].item and steps >= 3 else 1
-    chosen = chosen[:first] + sorted(chosen[first:], key=lambda c: (numbers[c.passage], c.order))
+    chosen = chosen[:first] + sorted(
+        chosen[first:], key=lambda c: (numbers[c.passage], passages[c.passage].chunk.position, c.order)
+    )
     lines = _lines(chosen, numbers)
     text = lines[0] if len(lines) == 1 else lines[0] + "\n\n" + "\n".join(f"- {line}" for line in lines[1:])
-    citations = tuple(
-        Citation(
-            id=number,
-            source=passages[index].chunk.source,
-            title=passages[index].chunk.title,
-            section=passages[index].chunk.section,
-            snippet=_snippet([c.quote for c in chosen if c.passage == index]),
-            score=passages[index].similarity,
+    citations = []
+    for number in range(1, len(places) + 1):
+        indexes = [i for i, n in numbers.items() if n == number]
+        chunk = passages[indexes[0]].chunk
+        citations.append(
+            Citation(
+                id=number,
+                source=chunk.source,
+                title=chunk.title,
+                section=chunk.section,
+                snippet=_snippet([c.quote for c in chosen if numbers[c.passage] == number]),
+                score=max(passages[i].similarity for i in indexes),
+            )
         )
-        for index, number in sorted(numbers.items(), key=lambda item: item[1])
-    )
-    return Answer(question=question, answer=text, refused=False, citations=citations, standalone_question=standalone)
+    return Answer(question, text, refused=False, citations=tuple(citations), standalone_question=standalone)
 
 
 def _whole_section(chunk: StoredChunk) -> str:

@@ -198,11 +198,16 @@ def check_reply(question: str, reply: str, passages: Sequence[Passage], standalo
     order = list(dict.fromkeys(markers_in(final)))
     if not order:
         return None
-    final = renumber(final, {old: new for new, old in enumerate(order, 1)})
+    # One number per guide section, as in the extractive answer: two chunks of one section are
+    # one source to the reader.
+    places: dict[tuple[str, str], int] = {}
+    mapping = {old: places.setdefault(_place(passages[old - 1]), len(places) + 1) for old in order}
+    final = renumber(final, mapping)
     final = re.sub(r"(\[\d{1,3}\])(?:\s*\1)+", r"\1", final)
     if dropped:
         logger.info("post-check dropped %d sentence(s) of the LLM answer", dropped)
-    citations = tuple(_citation(new, passages[old - 1], final) for new, old in enumerate(order, 1))
+    first = {number: old for old, number in reversed(mapping.items())}
+    citations = tuple(_citation(number, passages[first[number] - 1], final) for number in sorted(first))
     return Answer(
         question=question,
         answer=final,
@@ -247,6 +252,10 @@ def _terms(text: str) -> set[str]:
     return {
         _SUFFIX.sub("", w)[:6] if len(w) > 4 else w for w in words if (len(w) > 1 or w.isdigit()) and w not in _FILLER
     }
+
+
+def _place(passage: Passage) -> tuple[str, str]:
+    return passage.chunk.source, passage.chunk.section
 
 
 def _citation(number: int, passage: Passage, answer: str) -> Citation:

@@ -253,6 +253,7 @@ def test_the_steps_of_a_list_come_out_in_the_guides_order(corpus_assistant: Assi
 
 
 COMPOSER_LISTS = read_jsonl(ROOT / "tests" / "composer_lists.jsonl")
+GOLD_AND_LISTS = [*read_jsonl(ROOT / "tests" / "gold_questions.jsonl"), *COMPOSER_LISTS]
 
 
 @pytest.mark.parametrize("record", COMPOSER_LISTS, ids=[str(r["question"]) for r in COMPOSER_LISTS])
@@ -296,3 +297,11 @@ def test_the_about_guide_does_not_answer_a_question_it_only_gives_as_an_example(
     answer = corpus_assistant.ask("what does the CMD require?")
     assert "about-this-assistant.md" not in {c.source for c in answer.citations}
     assert answer.citations[0].source.startswith("cmd-credential") or answer.citations[0].source == "faq.md"
+
+
+def test_two_chunks_of_one_section_are_one_citation(corpus_assistant: Assistant) -> None:
+    # "Who accredits residency programs?" cited [1] and [4], both "Residency: at least three years".
+    for record in GOLD_AND_LISTS:
+        answer = corpus_assistant.ask(str(record["question"]))
+        places = [(c.source, c.section) for c in answer.citations]
+        assert len(places) == len(set(places)), (record["question"], places)

@@ -30,6 +30,7 @@ from assistant.generation import (
     check_reply,
 )
 from assistant.models import build_chat_model
+from assistant.retrieval import Passage
 from assistant.service import Assistant
 from conftest import PYTHON, ROOT, read_jsonl, settings_for
 from fake_llm import PASSAGE, PAYLOAD, FakeLLM
@@ -176,6 +177,25 @@ def test_unsupported_sentence_with_a_valid_marker_is_dropped(corpus_assistant: A
     assert "parachute" not in answer.answer and "guides don't say" in answer.answer
     assert [c.id for c in answer.citations] == [1]
     assert check_reply(QUESTION, "The guides don't cover this.", passages) is None, "no citation: extractive"
+
+
+def test_two_chunks_of_one_section_cited_by_the_model_are_one_citation(corpus_assistant: Assistant) -> None:
+    question = "Who accredits residency programs in the US?"
+    passages = corpus_assistant.retriever.retrieve(question, 5)
+    places = [(p.chunk.source, p.chunk.section) for p in passages]
+    same = next((i, j) for i in range(len(places)) for j in range(i + 1, len(places)) if places[i] == places[j])
+
+    def sentence(passage: Passage) -> str:
+        chunk = passage.chunk
+        return next(
+            chunk.text[b:e].strip() for b, e in chunk.spans if b >= chunk.body_start and len(chunk.text[b:e]) > 60
+        )
+
+    reply = f"{sentence(passages[same[0]])} [{same[0] + 1}]\n\n{sentence(passages[same[1]])} [{same[1] + 1}]"
+    answer = check_reply(question, reply, passages)
+    assert answer is not None and [c.id for c in answer.citations] == [1]
+    assert (answer.citations[0].source, answer.citations[0].section) == places[same[0]]
+    assert markers_in(answer.answer) == [1, 1]
 
 
 @pytest.mark.parametrize("script", ["slow", "drip", "error500", "broken", "truncated", "nofinish"])

@@ -326,8 +326,7 @@ def compose_extractive(
     numbers: dict[int, int] = {}
     places: dict[tuple[str, str], int] = {}
     for cand in chosen:
-        chunk = passages[cand.passage].chunk
-        numbers.setdefault(cand.passage, places.setdefault((chunk.source, chunk.section), len(places) + 1))
+        numbers.setdefault(cand.passage, places.setdefault(passages[cand.passage].place, len(places) + 1))
     # The best sentence leads; the rest follow source by source, each in the guide's order. When
     # the best is one step of a list whose other steps come too, its source reads in order.
     steps = sum(c.item and c.passage == chosen[0].passage for c in chosen)
@@ -388,12 +387,14 @@ def _whole_lists(chosen: list[_Candidate], candidates: list[_Candidate], cfg: Co
     list introduced by a sentence is quoted whole (up to `whole_list` items), in the guide's order.
     """
     out = list(chosen)
+    quoted = {(c.passage, c.order) for c in chosen}
     for cand in chosen:
         if not (cand.item and cand.intro):
             continue
         siblings = [c for c in candidates if c.item and c.passage == cand.passage and c.intro == cand.intro]
         if len(siblings) <= cfg.whole_list:
-            out += [c for c in siblings if all(c.order != o.order or c.passage != o.passage for o in out)]
+            out += [c for c in siblings if (c.passage, c.order) not in quoted]
+            quoted |= {(c.passage, c.order) for c in siblings}
     return out
 
 

@@ -201,7 +201,7 @@ def check_reply(question: str, reply: str, passages: Sequence[Passage], standalo
     # One number per guide section, as in the extractive answer: two chunks of one section are
     # one source to the reader.
     places: dict[tuple[str, str], int] = {}
-    mapping = {old: places.setdefault(_place(passages[old - 1]), len(places) + 1) for old in order}
+    mapping = {old: places.setdefault(passages[old - 1].place, len(places) + 1) for old in order}
     final = renumber(final, mapping)
     final = re.sub(r"(\[\d{1,3}\])(?:\s*\1)+", r"\1", final)
     if dropped:
@@ -252,10 +252,6 @@ def _terms(text: str) -> set[str]:
     return {
         _SUFFIX.sub("", w)[:6] if len(w) > 4 else w for w in words if (len(w) > 1 or w.isdigit()) and w not in _FILLER
     }
-
-
-def _place(passage: Passage) -> tuple[str, str]:
-    return passage.chunk.source, passage.chunk.section
 
 
 def _citation(number: int, passage: Passage, answer: str) -> Citation:

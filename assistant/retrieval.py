@@ -58,6 +58,11 @@ class Passage:
     similarity: float
     fused: float
 
+    @property
+    def place(self) -> tuple[str, str]:
+        """Guide and section: what a citation names, so two chunks of one section share a number."""
+        return self.chunk.source, self.chunk.section
+
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 # Stemmed tokens that frame a question rather than name its subject (bm25s' English stopwords

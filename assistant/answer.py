@@ -132,6 +132,18 @@ _STOP = frozenset(
     ]
 )
 _TERM = re.compile(r"[a-z0-9]+")
+_ARTICLE = r"(?:(?:a|an|the)\s+)?"
+_DEFINITION = re.compile(
+    r"^\s*(?:(?:so|and|ok|okay|hi|hey)[,\s]+)?(?:"
+    rf"(?:what|who)(?:\s+(?:is|are|was|were)|\s*['’]?s)\s+{_ARTICLE}(?P<what>.+?)"
+    rf"|what\s+(?:does|do)\s+{_ARTICLE}(?P<mean>.+?)\s+(?:mean|stand\s+for)"
+    rf"|(?:define|explain)\s+{_ARTICLE}(?P<define>.+?)"
+    r")\s*[?.!]*\s*$",
+    re.IGNORECASE,
+)
+DEFINITION_WORDS = 4  # a longer "what is ..." asks about more than a term ("what is the best way to ...")
+_SENTENCE_START = ".!?:>#*-\n"  # after these, a capital starts a sentence, a heading or an item
+_NAME = re.compile(r"[A-Z][\w-]*(?:\s+(?:of|and|for|on|[A-Z][\w-]*))*")  # "Match", "COMLEX", "Joint Commission"
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,42 @@ def is_clinical_request(question: str) -> bool:
     if _SELF_CARE.search(question) and _CLINICAL_TERMS.search(question):
         return True
     return bool(_PERSON.search(question) and re.search(r"\b(give|take|treat|prescribe|diagnose)\b", question, re.I))
+
+
+def definition_subject(question: str) -> str:
+    """The term a "what is X?" question asks about ("HIPAA" in "What is HIPAA?"), else "".
+
+    Such a question is about X and nothing else, so when the guides never use X's words they
+    cannot answer it, however much the question's shape resembles a glossary entry (the encoder
+    puts "What is HIPAA?" next to the glossary's acronyms).
+    """
+    match = _DEFINITION.match(question)
+    if not match:
+        return ""
+    subject = next(group for group in match.groups() if group)
+    return subject if len(subject.split()) <= DEFINITION_WORDS else ""
+
+
+def names_subject(subject: str, passages: Sequence[Passage]) -> bool:
+    """True when a capitalised subject ("Match", "COMLEX") is a name some passage uses.
+
+    The passage must write it with the same capitals, inside a sentence rather than at its start
+    and outside headings, which are in title case ("... usually called the Match."): a name the
+    guides use is strong evidence for "what is X?", where the encoder scores a one-word term of
+    art near zero.
+    """
+    if not _NAME.fullmatch(subject):
+        return False
+    name = re.compile(rf"(?<![\w-]){re.escape(subject)}(?![\w])")
+    for passage in passages:
+        # The first line is the heading path, and headings are in title case.
+        body = [line for line in passage.chunk.text.split("\n")[1:] if not line.startswith("#")]
+        for line in body:
+            for found in name.finditer(line):
+                before = line[: found.start()].rstrip(" (")
+                if before and before[-1] not in _SENTENCE_START:
+                    return True
+    return False
 
 
 def planted_instructions(text: str) -> list[tuple[int, int]]:
@@ -318,10 +366,12 @@ def compose_extractive(
     candidates = [c for c in every if not passages[c.passage].chunk.not_covered]
     if not candidates:
         return refuse(question, OUT_OF_SCOPE, standalone)
-    chosen = _best_sentences([c for c in candidates if c.selectable], cfg)
+    pool = [c for c in candidates if c.selectable]
+    naming, definition = _on_subject(pool, definition_subject(standalone or question))
+    chosen = _best_sentences(naming or pool, cfg)
     # A sentence that leans on the one before it ("In that case it may...") cannot lead.
-    lead = next((c for c in chosen if not _LEANS_BACK.match(c.text)), chosen[0])
-    chosen = _whole_lists([lead, *(c for c in chosen if c is not lead)], candidates, cfg)
+    lead = definition or next((c for c in chosen if not _LEANS_BACK.match(c.text)), chosen[0])
+    chosen = _whole_lists([lead, *(c for c in chosen if c is not lead)][: cfg.max_sentences], candidates, cfg)
     # One number per guide section: two chunks of one section are one source to the reader.
     numbers: dict[int, int] = {}
     places: dict[tuple[str, str], int] = {}
@@ -448,6 +498,28 @@ def _sentence_end(text: str) -> str:
 def _snippet(sentences: list[str], limit: int = 320) -> str:
     text = " ".join(sentences)
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _on_subject(pool: list[_Candidate], subject: str) -> tuple[list[_Candidate], _Candidate | None]:
+    """For "what is X?": the sentences that name X, and the best one that defines it.
+
+    The answer is made of the sentences that name X when there are any: the sentences closest
+    in meaning may be about something else (OPPE under "what is utilization review?") and would
+    read as X's definition. A sentence of the form "X is ...", "X: ..." or "X stands for ..."
+    leads, as a glossary would.
+    """
+    words = [w for w in _TERM.findall(subject.lower()) if w not in _STOP]
+    if not words:
+        return [], None
+    named = [re.compile(rf"\b{re.escape(w)}(?:s|es)?\b", re.IGNORECASE) for w in words]
+    naming = [c for c in pool if all(p.search(f"{c.intro} {c.text}") for p in named)]
+    defines = re.compile(
+        rf"^(?:(?:a|an|the)\s+)?{re.escape(subject)}(?:s|es)?\s*(?:\([^)]*\)\s*)?"
+        r"(?::|is\b|are\b|means\b|stands\s+for\b|refers\s+to\b)",
+        re.IGNORECASE,
+    )
+    definitions = [c for c in naming if defines.match(c.text)]
+    return naming, max(definitions, key=lambda c: c.score, default=None)
 
 
 def _terms(text: str) -> set[str]:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from assistant.answer import evidence_score, is_clinical_request
+from assistant.answer import is_clinical_request
 from assistant.errors import InputError
 from assistant.service import Assistant
 
@@ -47,9 +47,7 @@ def _scores(assistant: Assistant, path: Path) -> list[float]:
     for question in _questions(path):
         if is_clinical_request(question):
             continue
-        passages = assistant.retriever.retrieve(question, assistant.settings.top_k)
-        support = assistant.retriever.support(question, passages)
-        scores.append(evidence_score(passages, support.coverage, support.phrase))
+        scores.append(assistant.weigh(question)[1])
     return scores
 
 

@@ -50,7 +50,8 @@ class Settings:
     min_evidence: float = _describe(
         0.45,
         "Evidence (best similarity + 0.2 x keyword coverage, coverage counted twice when the "
-        "question's key terms stand together in a passage) below which the answer is "
+        "question's key terms stand together in a passage or a passage uses a 'what is X?' question's X "
+        "as a name) below which the answer is "
         "'the guides don't cover this'; calibrated in docs/calibration.md.",
     )
     max_question_chars: int = _describe(4000, "Longer questions are refused with a clear message.")

@@ -19,6 +19,7 @@ a question asked during a re-ingest sees each document wholly old or wholly new.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import re
@@ -64,6 +65,7 @@ class Passage:
         return self.chunk.source, self.chunk.section
 
 
+PREFIX_LETTERS = 5  # unknown_terms: shortest shared beginning that makes two terms one word
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 # Stemmed tokens that frame a question rather than name its subject (bm25s' English stopwords
 # already drop "is", "the", "of"...).
@@ -115,6 +117,7 @@ class KeywordIndex:
             for doc in tokens:
                 self._df.update(set(doc))
             self._bm25.index(tokens, show_progress=False)
+        self._vocabulary = sorted(self._df)  # for unknown_terms' prefix lookups
 
     def _tokens(self, texts: list[str]) -> list[list[str]]:
         tokens = bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False)
@@ -125,6 +128,24 @@ class KeywordIndex:
         terms = self._tokens([question])[0]
         passages = self._tokens(list(texts)) if texts else []
         return Support(self._coverage(set(terms), passages), _phrase_in(terms, passages))
+
+    def unknown_terms(self, text: str) -> list[str]:
+        """The text's terms (stemmed, stopwords removed) that no indexed chunk contains.
+
+        A term of 5+ letters counts as known when it extends a known term or a known term
+        extends it ("directorship" after "director"), which the stemmer does not catch.
+        """
+        return [t for t in self._tokens([text])[0] if not self._known(t)]
+
+    def _known(self, term: str) -> bool:
+        if term in self._df:
+            return True
+        if len(term) < PREFIX_LETTERS:
+            return False
+        if any(term[:n] in self._df for n in range(PREFIX_LETTERS, len(term))):
+            return True
+        at = bisect.bisect_left(self._vocabulary, term)
+        return at < len(self._vocabulary) and self._vocabulary[at].startswith(term)
 
     def _coverage(self, terms: set[str], passages: list[list[str]]) -> float:
         if not terms:
@@ -221,6 +242,11 @@ class Retriever:
     def support(self, question: str, passages: Sequence[Passage]) -> Support:
         """Keyword coverage and exact-phrase evidence of the passages (see Support)."""
         return self._keyword.support(question, [p.chunk.text for p in passages])
+
+    def unknown_terms(self, text: str) -> list[str]:
+        """Terms of the text that no live chunk contains (see KeywordIndex.unknown_terms)."""
+        self.refresh()
+        return self._keyword.unknown_terms(text)
 
     @property
     def live_chunks(self) -> int:

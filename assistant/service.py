@@ -27,10 +27,12 @@ from assistant.answer import (
     CLINICAL,
     OUT_OF_SCOPE,
     compose_extractive,
+    definition_subject,
     evidence_score,
     focus_not_covered,
     is_clinical_request,
     lead_passage,
+    names_subject,
     refuse,
     strip_injection,
 )
@@ -187,9 +189,7 @@ class Assistant:
         query = strip_injection(standalone_question(text, history))
         if not query:
             return refuse(text, OUT_OF_SCOPE)
-        passages = self.retriever.retrieve(query, self.settings.top_k)
-        support = self.retriever.support(query, passages)
-        evidence = evidence_score(passages, support.coverage, support.phrase)
+        passages, evidence = self.weigh(query)
         if evidence < self.settings.min_evidence:
             logger.info("refused (weak evidence %.3f): %.80s", evidence, text)
             return refuse(text, OUT_OF_SCOPE, query)
@@ -197,6 +197,24 @@ class Assistant:
         query_vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
         lead = lead_passage(query, query_vector, passages)
         return _Grounds(text, query, query_vector, focus_not_covered(passages, coverages, lead))
+
+    def weigh(self, query: str) -> tuple[list[Passage], float]:
+        """The passages for a question and the evidence that they answer it (the refusal gate's score).
+
+        Evidence is the best cosine plus keyword coverage (`evidence_score`). "What is X?" gets
+        0 when some word of X is in no guide (unless the best passage is a `not-covered` one,
+        which declines in its own words), and its coverage counts twice when a passage uses X
+        as a name ("the Match"), as for a phrase.
+        """
+        subject = definition_subject(query)
+        passages = self.retriever.retrieve(query, self.settings.top_k)
+        unknown = self.retriever.unknown_terms(subject)
+        if unknown and not (passages and passages[0].chunk.not_covered):
+            logger.info("no guide uses %r, which the question asks about", unknown[0])
+            return passages, 0.0
+        support = self.retriever.support(query, passages)
+        phrase = support.phrase or bool(subject and names_subject(subject, passages))
+        return passages, evidence_score(passages, support.coverage, phrase)
 
     def _extractive(self, grounds: _Grounds) -> Answer:
         return compose_extractive(grounds.question, grounds.query_vector, grounds.passages, standalone=grounds.query)

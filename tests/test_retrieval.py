@@ -152,6 +152,21 @@ def test_phrase_is_found_only_when_the_key_terms_stand_together_in_order() -> No
     assert not index.support("", texts).phrase
 
 
+def test_unknown_terms_are_the_words_no_chunk_uses() -> None:
+    index = KeywordIndex(
+        ["1", "2"], ["The medical director chairs credentialing.", "Residents match in March."], 0.9, 0.4
+    )
+    assert index.unknown_terms("HIPAA") == ["hipaa"]
+    assert index.unknown_terms("the NFL draft") == ["nfl", "draft"]
+    assert index.unknown_terms("medical directors") == []  # the stemmer's own variants
+    assert index.unknown_terms("directorship") == []  # extends "director"
+    assert index.unknown_terms("credentialling") == []  # shares "credenti" with "credentialing"
+    assert index.unknown_terms("direct") == []  # a known term extends it
+    assert index.unknown_terms("dir") == ["dir"]  # too short to match by its beginning
+    assert index.unknown_terms("") == [] and index.unknown_terms("is the of") == []
+    assert KeywordIndex([], [], 0.9, 0.4).unknown_terms("director") == ["director"]
+
+
 def test_keyword_search_returns_only_matching_chunks_best_first() -> None:
     index = KeywordIndex(["1", "2", "3"], ["pilot licence hours", "bread starter", "pilot"], k1=0.9, b=0.4)
     hits = index.search("pilot licence", 10)

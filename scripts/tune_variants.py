@@ -8,6 +8,8 @@
     python scripts/tune_variants.py centrality ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py neighbours ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py docconf ../shared/eval/scifact --cache /tmp/tune/scifact
+    python scripts/tune_variants.py hubness ../shared/eval/scifact --cache /tmp/tune/scifact
+    python scripts/tune_variants.py centring ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py paired ../shared/eval/scifact --cache /tmp/tune/scifact \
         --against /tmp/tune/scifact600 --against /tmp/tune/scifact-t160
     python scripts/tune_variants.py windows ../shared/eval/scifact --cache /tmp/tune/scifact \
@@ -28,6 +30,11 @@ Each prints table rows (setting | nDCG@10 | R@100 | MRR@10) under the chosen fus
 - docconf: BM25's confidence measured over distinct documents (each scored by its best chunk)
   instead of chunks, whose neighbours share words (and, under windows, whole texts), with and
   without the neighbour windows (session 6).
+- hubness: each chunk's cosine lowered by beta x its mean cosine to its k nearest chunks of
+  other documents (hubness reduction, CSLS-like: a chunk close to everything is close to every
+  question too) (session 7).
+- centring: cosines after subtracting the chunks' mean vector, and after also removing the top
+  principal components ("all-but-the-top") (session 7).
 - paired: is a variant's nDCG@10 difference from the chosen setting more than noise? Per-question
   differences against other caches (--against) and the Porter stemmer, with a 95% bootstrap
   interval and a sign-flip randomization p-value (session 4).
@@ -288,6 +295,50 @@ def docconf(data: Cached) -> None:
                 row(f"{label}, {weight} x document conf@{rank}", run(data, fusion, keyword))
 
 
+def hubness(data: Cached) -> None:
+    """Cosine minus beta x the chunk's mean cosine to its k nearest chunks of other documents."""
+    keyword, plain = data.bm25(), data.dense
+    vectors = data.chunks.astype(np.float32)
+    _, document = np.unique(np.array(data.sources), return_inverse=True)
+    depths = (5, 10, 50)
+    density = {k: np.zeros(len(vectors), np.float32) for k in depths}
+    for start in range(0, len(vectors), 1024):
+        block = vectors[start : start + 1024] @ vectors.T
+        block[document[start : start + 1024, None] == document[None, :]] = -1.0
+        nearest = -np.sort(-block, axis=1)[:, : max(depths)]
+        for k in depths:
+            density[k][start : start + 1024] = nearest[:, :k].mean(axis=1)
+    row("chosen", chosen(data, keyword))
+    for k in depths:
+        for beta in (0.1, 0.2, 0.3, 0.5):
+            data.dense = plain - beta * density[k][None, :]
+            row(f"cosine - {beta} x mean cosine to the {k} nearest chunks", chosen(data, keyword))
+    data.dense = plain
+
+
+def centring(data: Cached) -> None:
+    """Cosines of mean-centred vectors, optionally without the top principal components."""
+    keyword, plain = data.bm25(), data.dense
+    chunks, queries = data.chunks.astype(np.float64), data.queries.astype(np.float64)
+    mean = chunks.mean(axis=0)
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    row("chosen", chosen(data, keyword))
+    for share in (0.5, 1.0):
+        data.dense = (unit(queries - share * mean) @ unit(chunks - share * mean).T).astype(np.float32)
+        row(f"centred ({share} x the mean vector subtracted)", chosen(data, keyword))
+    centred = chunks - mean
+    _, _, components = np.linalg.svd(centred[::3], full_matrices=False)
+    for top in (1, 2, 5, 10):
+        drop = components[:top]
+        q, c = queries - mean, centred
+        data.dense = (unit(q - q @ drop.T @ drop) @ unit(c - c @ drop.T @ drop).T).astype(np.float32)
+        row(f"centred, top {top} principal components removed", chosen(data, keyword))
+    data.dense = plain
+
+
 def centrality(data: Cached) -> None:
     """BM25 with each question term weighted by (its centrality / the question's mean) ** gamma."""
     import re
@@ -457,6 +508,8 @@ def main() -> int:
             "centrality",
             "neighbours",
             "docconf",
+            "hubness",
+            "centring",
             "paired",
             "windows",
         ],
@@ -485,6 +538,10 @@ def main() -> int:
         neighbours(data)
     elif args.command == "docconf":
         docconf(data)
+    elif args.command == "hubness":
+        hubness(data)
+    elif args.command == "centring":
+        centring(data)
     elif args.command == "paired":
         paired(data, [(str(c), Cached(c, args.dataset, args.split)) for c in args.against])
     else:

@@ -234,6 +234,7 @@ def strip_injection(question: str) -> str:
 
 
 COVERAGE_WEIGHT = 0.2  # calibrated with the threshold; see docs/calibration.md
+MIN_COVERAGE = 0.15  # below this share of the question's words the passages are not about it (in-scope lowest: 0.29)
 
 
 def evidence_score(passages: list[Passage], coverage: float, phrase: bool = False) -> float:
@@ -241,10 +242,14 @@ def evidence_score(passages: list[Passage], coverage: float, phrase: bool = Fals
 
     Coverage counts twice when the question's key terms appear as one phrase in a passage
     (`Support.phrase`): MiniLM does not know many terms of art ("just culture"),
-    and an exact phrase is the evidence it misses.
+    and an exact phrase is the evidence it misses. Under `MIN_COVERAGE` the evidence is 0.
     """
-    best = max((p.similarity for p in passages), default=0.0)
-    return best + COVERAGE_WEIGHT * coverage * (2 if phrase else 1) if passages else 0.0
+    if not passages or coverage < MIN_COVERAGE:
+        # "blorp medical zzzq directorate flumox?" is near the guides' reading lists in meaning
+        # (cosine 0.45) while they hold 2% of its words: the encoder is matching noise.
+        return 0.0
+    best = max(p.similarity for p in passages)
+    return best + COVERAGE_WEIGHT * coverage * (2 if phrase else 1)
 
 
 def focus_not_covered(passages: list[Passage], coverages: Sequence[float], lead: int | None) -> list[Passage]:

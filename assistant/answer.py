@@ -292,6 +292,7 @@ class _Candidate:
     order: int = 0  # where the sentence stands in its passage
     item: bool = False  # a list item in the guide
     selectable: bool = True  # False: too short to be chosen alone ("physics;"), quoted with its list
+    after: int = -1  # where the sentence before it in the passage stands (-1: none)
 
 
 def _candidates(
@@ -304,7 +305,9 @@ def _candidates(
         intro = ""
         continues = False  # the item before ended with ";": the list runs on through its last item
         planted = planted_instructions(chunk.text)
+        previous, before = -1, -1
         for (begin, end), vector in zip(chunk.spans, chunk.sentence_vectors):
+            previous, before = begin, previous
             if any(begin < stop and end > start for start, stop in planted):
                 continue
             raw = chunk.text[begin:end]
@@ -342,7 +345,9 @@ def _candidates(
                 + cfg.keyword_bonus * overlap
                 + cfg.rank_bonus / (rank + 1)
             )
-            out.append(_Candidate(rank, lead, text, quote.rstrip(";,"), score, vector, begin, is_item, selectable))
+            out.append(
+                _Candidate(rank, lead, text, quote.rstrip(";,"), score, vector, begin, is_item, selectable, before)
+            )
     return out
 
 
@@ -377,6 +382,7 @@ def compose_extractive(
     # A sentence that leans on the one before it ("In that case it may...") cannot lead.
     lead = definition or next((c for c in chosen if not _LEANS_BACK.match(c.text)), chosen[0])
     chosen = _whole_lists([lead, *(c for c in chosen if c is not lead)][: cfg.max_sentences], candidates, cfg)
+    chosen = _not_dangling(chosen)
     # One number per guide section: two chunks of one section are one source to the reader.
     numbers: dict[int, int] = {}
     places: dict[tuple[str, str], int] = {}
@@ -406,6 +412,14 @@ def compose_extractive(
             )
         )
     return Answer(question, text, refused=False, citations=tuple(citations), standalone_question=standalone)
+
+
+def _not_dangling(chosen: list[_Candidate]) -> list[_Candidate]:
+    """Without sentences that lean on one left out: "It is sponsored by the FSMB ..." after the
+    glossary's USMLE entry would read as said of the sentence quoted before it (the MCAT)."""
+    quoted = {(c.passage, c.order) for c in chosen}
+    kept = [c for c in chosen[1:] if not _LEANS_BACK.match(c.text) or (c.passage, c.after) in quoted]
+    return chosen[:1] + kept
 
 
 def _whole_section(chunk: StoredChunk) -> str:

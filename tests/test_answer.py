@@ -289,6 +289,12 @@ def test_a_question_the_guides_do_not_answer_is_declined_from_the_list_of_such_t
             "Is the non-compete clause in my medical director contract enforceable?",
             "Negotiating a job offer or contract",
         ),
+        # Answered with "a nursing home medical director working a few hours a week ..." as if
+        # that were a requirement (blind review, session 7).
+        (
+            "how many hours per week is a nursing home medical director required to be in the building?",
+            "Required hours on site",
+        ),
     ],
 )
 def test_fees_and_legal_questions_about_a_contract_are_declined_from_their_section(

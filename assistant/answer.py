@@ -293,6 +293,7 @@ class _Candidate:
     item: bool = False  # a list item in the guide
     selectable: bool = True  # False: too short to be chosen alone ("physics;"), quoted with its list
     after: int = -1  # where the sentence before it in the passage stands (-1: none)
+    section: str = ""  # the guide section the sentence is in (a chunk can hold the start of the next)
 
 
 def _candidates(
@@ -305,6 +306,7 @@ def _candidates(
         intro = ""
         continues = False  # the item before ended with ";": the list runs on through its last item
         planted = planted_instructions(chunk.text)
+        headings = [(m.start(), m.group(1)) for m in _HEADING.finditer(chunk.text, chunk.body_start)]
         previous, before = -1, -1
         for (begin, end), vector in zip(chunk.spans, chunk.sentence_vectors):
             previous, before = begin, previous
@@ -346,7 +348,19 @@ def _candidates(
                 + cfg.rank_bonus / (rank + 1)
             )
             out.append(
-                _Candidate(rank, lead, text, quote.rstrip(";,"), score, vector, begin, is_item, selectable, before)
+                _Candidate(
+                    rank,
+                    lead,
+                    text,
+                    quote.rstrip(";,"),
+                    score,
+                    vector,
+                    begin,
+                    is_item,
+                    selectable,
+                    before,
+                    next((title for at, title in reversed(headings) if at < begin), chunk.section),
+                )
             )
     return out
 
@@ -383,35 +397,39 @@ def compose_extractive(
     lead = definition or next((c for c in chosen if not _LEANS_BACK.match(c.text)), chosen[0])
     chosen = _whole_lists([lead, *(c for c in chosen if c is not lead)][: cfg.max_sentences], candidates, cfg)
     chosen = _not_dangling(chosen)
-    # One number per guide section: two chunks of one section are one source to the reader.
-    numbers: dict[int, int] = {}
-    places: dict[tuple[str, str], int] = {}
+    # One number per guide section: two chunks of one section are one source to the reader, and
+    # a sentence from the next section that a chunk runs into is cited as that section.
+    numbers: dict[tuple[str, str], int] = {}
     for cand in chosen:
-        numbers.setdefault(cand.passage, places.setdefault(passages[cand.passage].place, len(places) + 1))
+        numbers.setdefault(_place(cand, passages), len(numbers) + 1)
     # The best sentence leads; the rest follow source by source, each in the guide's order. When
     # the best is one step of a list whose other steps come too, its source reads in order.
     steps = sum(c.item and c.passage == chosen[0].passage for c in chosen)
     first = 0 if chosen[0].item and steps >= 3 else 1
     chosen = chosen[:first] + sorted(
-        chosen[first:], key=lambda c: (numbers[c.passage], passages[c.passage].chunk.position, c.order)
+        chosen[first:], key=lambda c: (numbers[_place(c, passages)], passages[c.passage].chunk.position, c.order)
     )
-    lines = _lines(chosen, numbers)
+    lines = _lines(chosen, [numbers[_place(c, passages)] for c in chosen])
     text = lines[0] if len(lines) == 1 else lines[0] + "\n\n" + "\n".join(f"- {line}" for line in lines[1:])
     citations = []
-    for number in range(1, len(places) + 1):
-        indexes = [i for i, n in numbers.items() if n == number]
-        chunk = passages[indexes[0]].chunk
+    for place, number in numbers.items():
+        quoted = [c for c in chosen if _place(c, passages) == place]
         citations.append(
             Citation(
                 id=number,
-                source=chunk.source,
-                title=chunk.title,
-                section=chunk.section,
-                snippet=_snippet([c.quote for c in chosen if numbers[c.passage] == number]),
-                score=max(passages[i].similarity for i in indexes),
+                source=place[0],
+                title=passages[quoted[0].passage].chunk.title,
+                section=place[1],
+                snippet=_snippet([c.quote for c in quoted]),
+                score=max(passages[c.passage].similarity for c in quoted),
             )
         )
     return Answer(question, text, refused=False, citations=tuple(citations), standalone_question=standalone)
+
+
+def _place(cand: _Candidate, passages: list[Passage]) -> tuple[str, str]:
+    """The guide and section a sentence is cited as."""
+    return passages[cand.passage].chunk.source, cand.section
 
 
 def _not_dangling(chosen: list[_Candidate]) -> list[_Candidate]:
@@ -467,23 +485,26 @@ def _whole_lists(chosen: list[_Candidate], candidates: list[_Candidate], cfg: Co
     return out
 
 
-def _lines(chosen: list[_Candidate], numbers: dict[int, int]) -> list[str]:
-    """One line per point; items of one list are joined after the sentence that introduces them,
-    in the guide's order (steps such as Plan-Do-Study-Act must not come out shuffled)."""
+def _lines(chosen: list[_Candidate], numbers: list[int]) -> list[str]:
+    """One line per point, ending with its citation number (`numbers`, one per chosen sentence);
+    items of one list are joined after the sentence that introduces them, in the guide's order
+    (steps such as Plan-Do-Study-Act must not come out shuffled)."""
     groups: dict[tuple[int, str], list[_Candidate]] = {}
     order: list[tuple[int, str]] = []
-    for cand in chosen:
+    number_of: dict[tuple[int, str], int] = {}
+    for cand, number in zip(chosen, numbers):
         key = (cand.passage, cand.intro) if cand.intro else (cand.passage, f"\x00{len(order)}")
         if key not in groups:
             groups[key] = []
             order.append(key)
+            number_of[key] = number
         groups[key].append(cand)
     lines = []
     for passage, intro in order:
         items = [c.text for c in sorted(groups[(passage, intro)], key=lambda c: c.order)]
         body = "; ".join(items) if not intro.startswith("\x00") else items[0]
         text = f"{intro} {body}" if not intro.startswith("\x00") else body
-        lines.append(f"{_sentence_end(text)} [{numbers[passage]}]")
+        lines.append(f"{_sentence_end(text)} [{number_of[(passage, intro)]}]")
     return lines
 
 
@@ -494,6 +515,7 @@ def _redundant(a: _Candidate, b: _Candidate, cfg: ComposerConfig) -> bool:
     return bool(wa and wb) and len(wa & wb) / min(len(wa), len(wb)) >= cfg.overlap_redundancy
 
 
+_HEADING = re.compile(r"^#{2,6}\s+(.+?)\s*$", re.MULTILINE)  # a later section inside a chunk
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _YES_NO = re.compile(r"^(?:yes|no)[,.;]\s+(?=\w)", re.IGNORECASE)
 _LEANS_BACK = re.compile(

@@ -214,6 +214,34 @@ def test_citation_integrity(corpus_assistant: Assistant, question: str) -> None:
         assert c.source.endswith(".md") and c.title and c.snippet and 0 < c.score <= 1
 
 
+def _section_text(source: str, section: str) -> str:
+    """The words under a guide's heading (the last part of a section path), Markdown removed."""
+    lines = (ROOT / "corpus" / source).read_text(encoding="utf-8").splitlines()
+    start = next(
+        n for n, line in enumerate(lines) if re.fullmatch(rf"#+\s+{re.escape(section.split(' > ')[-1])}", line)
+    )
+    end = next((n for n in range(start + 1, len(lines)) if lines[n].startswith("#")), len(lines))
+    return " ".join(re.sub(r"[*_`]|^\s*[-*+]\s+", "", line) for line in lines[start + 1 : end])
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # A chunk that runs into the next section quoted "Medical directors work across many parts
+        # of health care" and cited it as "Other titles for the same kind of work".
+        "what other job titles are used for medical directors",
+        "do recruiters place physicians into medical director roles?",
+        "What should I focus on in my first month as a new hospital medical director?",
+    ],
+)
+def test_each_quoted_sentence_is_cited_as_the_section_it_is_in(corpus_assistant: Assistant, question: str) -> None:
+    answer = corpus_assistant.ask(question)
+    assert answer.citations
+    for citation in answer.citations:  # a snippet starts with the first sentence quoted from it
+        opening = " ".join(citation.snippet.split()[:6]).rstrip(";:,.")
+        assert opening in _section_text(citation.source, citation.section), (citation.section, citation.snippet)
+
+
 def test_several_points_become_a_lead_and_bullets(corpus_assistant: Assistant) -> None:
     answer = corpus_assistant.ask("Where do medical directors work?")
     lines = [line for line in answer.answer.splitlines() if line.strip()]

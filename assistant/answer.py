@@ -10,7 +10,7 @@ each followed by its `[n]` citation marker.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,6 +142,13 @@ _DEFINITION = re.compile(
     re.IGNORECASE,
 )
 DEFINITION_WORDS = 4  # a longer "what is ..." asks about more than a term ("what is the best way to ...")
+_COMPARISONS = (
+    re.compile(
+        r"\bdiff[a-z]*\s+(?:between|btwn)\s+(?P<x>[^?]+?)\s+(?:and|vs\.?|versus)\s+(?P<y>[^?]+?)\s*[?.!]*\s*$", re.I
+    ),
+    re.compile(r"^\s*(?P<x>[^?]+?)\s+(?:vs\.?|versus)\s+(?P<y>[^?]+?)\s*[?.!]*\s*$", re.I),
+)
+_ARTICLES = re.compile(r"^(?:an?|the)\s+", re.IGNORECASE)
 _SENTENCE_START = ".!?:>#*-\n"  # after these, a capital starts a sentence, a heading or an item
 _NAME = re.compile(r"[A-Z][\w-]*(?:\s+(?:of|and|for|on|[A-Z][\w-]*))*")  # "Match", "COMLEX", "Joint Commission"
 
@@ -186,6 +193,17 @@ def definition_subject(question: str) -> str:
         return ""
     subject = next(group for group in match.groups() if group)
     return subject if len(subject.split()) <= DEFINITION_WORDS else ""
+
+
+def compared_subjects(question: str) -> tuple[str, str] | None:
+    """The two things an "X vs Y?" or "difference between X and Y?" question compares."""
+    match = next((m for m in (c.search(question) for c in _COMPARISONS) if m), None)
+    if not match:
+        return None
+    x, y = (_ARTICLES.sub("", part).strip() for part in match.group("x", "y"))
+    if not x or not y or "," in x + y or max(len(x.split()), len(y.split())) > DEFINITION_WORDS:
+        return None  # three or more things ("a policy, a procedure and a protocol") are not two sides
+    return x, y
 
 
 def names_subject(subject: str, passages: Sequence[Passage]) -> bool:
@@ -392,7 +410,7 @@ def compose_extractive(
         return refuse(question, OUT_OF_SCOPE, standalone)
     pool = [c for c in candidates if c.selectable]
     naming, definition = _on_subject(pool, definition_subject(standalone or question))
-    chosen = _best_sentences(naming or pool, cfg)
+    chosen = _both_sides(_best_sentences(naming or pool, cfg), pool, compared_subjects(standalone or question), cfg)
     # A sentence that leans on the one before it ("In that case it may...") cannot lead.
     lead = definition or next((c for c in chosen if not _LEANS_BACK.match(c.text)), chosen[0])
     chosen = _whole_lists([lead, *(c for c in chosen if c is not lead)][: cfg.max_sentences], candidates, cfg)
@@ -516,6 +534,7 @@ def _redundant(a: _Candidate, b: _Candidate, cfg: ComposerConfig) -> bool:
 
 
 _HEADING = re.compile(r"^#{2,6}\s+(.+?)\s*$", re.MULTILINE)  # a later section inside a chunk
+_WORDS = re.compile(r"[A-Za-z0-9]+")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _YES_NO = re.compile(r"^(?:yes|no)[,.;]\s+(?=\w)", re.IGNORECASE)
 _LEANS_BACK = re.compile(
@@ -541,6 +560,46 @@ def _snippet(sentences: list[str], limit: int = 320) -> str:
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
+def _namer(subject: str) -> Callable[[str], bool] | None:
+    """A test for "this text names the subject": each of its words, whole (a plural allowed);
+    an acronym with its capitals ("DO", not "do"). None when no word is left to look for."""
+    words = [w for w in _WORDS.findall(subject) if w.lower() not in _STOP or (w.isupper() and len(w) > 1)]
+    if not words:
+        return None
+    patterns = [
+        re.compile(rf"\b{re.escape(w)}s?\b")
+        if w.isupper() and len(w) > 1
+        else re.compile(rf"\b{re.escape(w)}(?:s|es)?\b", re.IGNORECASE)
+        for w in words
+    ]
+    return lambda text: all(p.search(text) for p in patterns)
+
+
+def _both_sides(
+    chosen: list[_Candidate], pool: list[_Candidate], sides: tuple[str, str] | None, cfg: ComposerConfig
+) -> list[_Candidate]:
+    """For "X vs Y": an answer about both, when the passages name both.
+
+    "What's the difference between an MD and a DO?" was led by a glossary line about job titles
+    that stood next to both. Only sentences that name X or Y are kept, and the best one naming
+    the side left out is added.
+    """
+    if sides is None:
+        return chosen
+    first, second = _namer(sides[0]), _namer(sides[1])
+    if first is None or second is None:
+        return chosen
+    named = [[c for c in pool if names(f"{c.intro} {c.text}")] for names in (first, second)]
+    if not named[0] or not named[1]:
+        return chosen
+    either = {id(c) for side in named for c in side}
+    kept = [c for c in chosen if id(c) in either] or _best_sentences([*named[0], *named[1]], cfg)
+    for side in named:
+        if not any(c in side for c in kept):
+            kept = [*kept[: cfg.max_sentences - 1], max(side, key=lambda c: c.score)]
+    return kept
+
+
 def _on_subject(pool: list[_Candidate], subject: str) -> tuple[list[_Candidate], _Candidate | None]:
     """For "what is X?": the sentences that name X, and the best one that defines it.
 
@@ -549,11 +608,10 @@ def _on_subject(pool: list[_Candidate], subject: str) -> tuple[list[_Candidate],
     read as X's definition. A sentence of the form "X is ...", "X: ..." or "X stands for ..."
     leads, as a glossary would.
     """
-    words = [w for w in _TERM.findall(subject.lower()) if w not in _STOP]
-    if not words:
+    names = _namer(subject)
+    if names is None:
         return [], None
-    named = [re.compile(rf"\b{re.escape(w)}(?:s|es)?\b", re.IGNORECASE) for w in words]
-    naming = [c for c in pool if all(p.search(f"{c.intro} {c.text}") for p in named)]
+    naming = [c for c in pool if names(f"{c.intro} {c.text}")]
     defines = re.compile(
         rf"^(?:(?:a|an|the)\s+)?{re.escape(subject)}(?:s|es)?\s*(?:\([^)]*\)\s*)?"
         r"(?::|is\b|are\b|means\b|stands\s+for\b|refers\s+to\b)",

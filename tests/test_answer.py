@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answer import definition_subject, is_clinical_request, names_subject, strip_injection
+from assistant.answer import (
+    compared_subjects,
+    definition_subject,
+    is_clinical_request,
+    names_subject,
+    strip_injection,
+)
 from assistant.citations import markers_in
 from assistant.conversation import Turn, standalone_question
 from assistant.errors import InputError
@@ -166,6 +172,34 @@ def test_a_sentence_that_leans_on_one_left_out_is_not_quoted(corpus_assistant: A
     answer = corpus_assistant.ask("what is the MCAT and who runs it")
     assert "MCAT" in answer.answer
     assert "FSMB" not in answer.answer
+
+
+@pytest.mark.parametrize(
+    ("question", "sides"),
+    [
+        ("What's the difference between an MD and a DO?", ("MD", "DO")),
+        ("whats the difference between the USMLE and COMLEX", ("USMLE", "COMLEX")),
+        ("OPPE vs FPPE", ("OPPE", "FPPE")),
+        ("difference between operating budget and capital budget?", ("operating budget", "capital budget")),
+        ("What's the difference between a policy, a procedure and a protocol?", None),  # three things
+        ("what is FPPE and when does it get triggered", None),
+        ("Who approves and signs policies?", None),
+    ],
+)
+def test_compared_subjects_are_the_two_sides_of_a_comparison(question: str, sides: tuple[str, str] | None) -> None:
+    assert compared_subjects(question) == sides
+
+
+def test_a_comparison_is_answered_about_both_sides(corpus_assistant: Assistant) -> None:
+    # Led by the glossary's "Health services manager / healthcare executive" line, which stood
+    # next to both definitions, and followed by the MBA's.
+    answer = corpus_assistant.ask("What's the difference between an MD and a DO?")
+    lines = answer.answer.splitlines()
+    assert re.search(r"\bMD\b|\bDO\b", lines[0])
+    assert "Doctor of Medicine" in answer.answer and "osteopathic" in answer.answer
+    assert "MBA" not in answer.answer and "Health services manager" not in answer.answer
+    both = corpus_assistant.ask("what's the difference between credentialing and privileging")
+    assert "Credentialing is the process" in both.answer and "Privileging is the process" in both.answer
 
 
 def test_nonsense_around_one_real_word_is_refused(corpus_assistant: Assistant) -> None:

@@ -27,14 +27,11 @@ from assistant.answer import (
     CLINICAL,
     OUT_OF_SCOPE,
     compose_extractive,
-    definition_subject,
     evidence_score,
     focus_not_covered,
-    is_clinical_request,
     lead_passage,
     names_subject,
     refuse,
-    strip_injection,
 )
 from assistant.citations import Answer
 from assistant.config import Settings
@@ -42,6 +39,7 @@ from assistant.conversation import Turn, standalone_question
 from assistant.errors import InputError, LLMError
 from assistant.generation import UNAVAILABLE_NOTICE, UNGROUNDED_NOTICE, build_messages, check_reply, stream_reply
 from assistant.models import SentenceEmbeddings, build_chat_model, build_embeddings
+from assistant.questions import definition_subject, is_clinical_request, strip_injection
 from assistant.retrieval import Passage, Retriever
 from assistant.store import DocumentRecord, Store, build_client, collection_suffix, index_settings
 from assistant.sync import Progress, SyncReport, sync_paths

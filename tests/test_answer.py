@@ -7,16 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answer import (
-    compared_subjects,
-    definition_subject,
-    is_clinical_request,
-    names_subject,
-    strip_injection,
-)
+from assistant.answer import names_subject
 from assistant.citations import markers_in
 from assistant.conversation import Turn, standalone_question
 from assistant.errors import InputError
+from assistant.questions import compared_subjects, definition_subject, is_clinical_request, strip_injection
 from assistant.service import Assistant
 from conftest import ROOT, read_jsonl, settings_for
 

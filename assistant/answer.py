@@ -264,9 +264,13 @@ def _candidates(
             else:
                 continue
             overlap = len(terms & _terms(f"{lead} {text}")) / len(terms) if terms else 0.0
+            section = next((title for at, title in reversed(headings) if at < begin), chunk.section)
+            # The passage's similarity speaks for its own section, not for the start of the next
+            # one that the chunk runs into ("Where medical directors work" after "Other titles").
+            context = passage.similarity if section == chunk.section else 0.0
             score = (
                 float(vector @ query_vector)
-                + cfg.context_weight * passage.similarity
+                + cfg.context_weight * context
                 + cfg.keyword_bonus * overlap
                 + cfg.rank_bonus / (rank + 1)
             )
@@ -282,7 +286,7 @@ def _candidates(
                     is_item,
                     selectable,
                     before,
-                    next((title for at, title in reversed(headings) if at < begin), chunk.section),
+                    section,
                 )
             )
     return out

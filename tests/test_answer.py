@@ -280,6 +280,14 @@ def test_each_quoted_sentence_is_cited_as_the_section_it_is_in(corpus_assistant:
         assert opening in _section_text(citation.source, citation.section), (citation.section, citation.snippet)
 
 
+def test_a_sentence_from_the_next_section_does_not_borrow_its_chunks_relevance(corpus_assistant: Assistant) -> None:
+    # The chunk of "Other titles" runs into "Where medical directors work"; the chunk's high
+    # similarity made that section's first sentence lead the answer about job titles.
+    answer = corpus_assistant.ask("what other job titles are used for medical directors")
+    assert "titles" in answer.answer.splitlines()[0]
+    assert "Medical directors work across many parts" not in answer.answer
+
+
 def test_several_points_become_a_lead_and_bullets(corpus_assistant: Assistant) -> None:
     answer = corpus_assistant.ask("Where do medical directors work?")
     lines = [line for line in answer.answer.splitlines() if line.strip()]

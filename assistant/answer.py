@@ -447,7 +447,8 @@ _WORDS = re.compile(r"[A-Za-z0-9]+")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _YES_NO = re.compile(r"^(?:yes|no)[,.;]\s+(?=\w)", re.IGNORECASE)
 _LEANS_BACK = re.compile(
-    r"^(?:it|its|they|their|them|such|he|she|this is|these are|those are|that is|in that case|in this case)\b",
+    r"^(?:it|its|they|their|them|such|he|she|this is|these are|those are|that is|in that case|in this case"
+    r"|for example|for instance|however|otherwise)\b",
     re.IGNORECASE,
 )
 

@@ -197,6 +197,15 @@ def test_a_comparison_is_answered_about_both_sides(corpus_assistant: Assistant) 
     assert "Credentialing is the process" in both.answer and "Privileging is the process" in both.answer
 
 
+def test_an_answer_does_not_lead_with_for_example(corpus_assistant: Assistant) -> None:
+    # Blind review: "For example, a hospital department usually wants ..." led the answer.
+    answer = corpus_assistant.ask(
+        "which residency programs are the best if I eventually want to go into hospital administration?"
+    )
+    assert not re.match(r"(?i)(for example|for instance|however)\b", answer.answer)
+    assert "\n- For example" not in answer.answer
+
+
 def test_nonsense_around_one_real_word_is_refused(corpus_assistant: Assistant) -> None:
     # Answered with organisation names from the guides' reading lists (cosine 0.45), though the
     # passages held 2% of the question's words.

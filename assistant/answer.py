@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from assistant.citations import Answer, Citation
-from assistant.questions import compared_subjects, definition_subject
+from assistant.questions import asks_for_figure, compared_subjects, definition_subject
 from assistant.retrieval import Passage
 from assistant.store import StoredChunk
 
@@ -26,6 +26,7 @@ OUT_OF_SCOPE = (
     "board certification and licensure, the CMD credential in long-term care, moving up to Chief "
     "Medical Officer, and the first 90 days in the job."
 )
+NO_FIGURE = "The guides don't give that figure. What they do say:"
 CLINICAL = (
     "I can't advise on an individual patient's care, such as doses, diagnoses or treatments. "
     "Please ask a clinician who knows the patient; in an emergency, call your local emergency "
@@ -338,6 +339,10 @@ def compose_extractive(
     )
     lines = _lines(chosen, [numbers[_place(c, passages)] for c in chosen])
     text = lines[0] if len(lines) == 1 else lines[0] + "\n\n" + "\n".join(f"- {line}" for line in lines[1:])
+    if asks_for_figure(standalone or question) and not any(_FIGURE.search(f"{c.intro} {c.text}") for c in chosen):
+        # "How many days does a nursing home have to submit its plan of correction?" was answered
+        # with what a plan of correction is, which reads as if the deadline were in it.
+        text = f"{NO_FIGURE}\n\n{text}"
     citations = []
     for place, number in numbers.items():
         quoted = [c for c in chosen if _place(c, passages) == place]
@@ -442,6 +447,12 @@ def _redundant(a: _Candidate, b: _Candidate, cfg: ComposerConfig) -> bool:
     return bool(wa and wb) and len(wa & wb) / min(len(wa), len(wb)) >= cfg.overlap_redundancy
 
 
+# A number in an answer: digits, or words that count or measure time ("three years", "twice a year").
+_FIGURE = re.compile(
+    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozen|hundred|thousand|half|"
+    r"quarter|percent|once|twice|annual|annually|yearly|monthly|weekly|daily|several|few)\b",
+    re.IGNORECASE,
+)
 _HEADING = re.compile(r"^#{2,6}\s+(.+?)\s*$", re.MULTILINE)  # a later section inside a chunk
 _WORDS = re.compile(r"[A-Za-z0-9]+")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")

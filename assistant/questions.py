@@ -60,6 +60,10 @@ _COMPARISONS = (
     ),
     re.compile(r"^\s*(?P<x>[^?]+?)\s+(?:vs\.?|versus)\s+(?P<y>[^?]+?)\s*[?.!]*\s*$", re.I),
 )
+_FIGURE_QUESTION = re.compile(
+    r"\bhow (?:many|much|long|often|soon|old)\b|\bwhat (?:\w+ ){0,3}(?:percentage|percent|fee|fees|price|cost|salary|rate)\b",
+    re.IGNORECASE,
+)
 _ARTICLES = re.compile(r"^(?:an?|the)\s+", re.IGNORECASE)
 
 
@@ -104,3 +108,8 @@ def compared_subjects(question: str) -> tuple[str, str] | None:
 def strip_injection(question: str) -> str:
     """Remove instruction-like phrases so they neither steer retrieval nor the LLM."""
     return _INJECTION.sub(" ", question).strip(" .,;:!-")
+
+
+def asks_for_figure(question: str) -> bool:
+    """True when the question asks for a number: how many, how much, how long, a fee, a percentage."""
+    return bool(_FIGURE_QUESTION.search(question))

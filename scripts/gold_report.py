@@ -6,7 +6,7 @@
 Prints, for the 73 gold questions (tests/gold_questions.jsonl), how often the expected guide is
 the first passage (rank 1), among the first three (top 3), and how often the answer contains the
 key phrase; the misses; then `calibrate`'s threshold and mistakes, and the uncovered questions
-declined (tests/uncovered_questions.jsonl, tests/uncovered_heldout.jsonl). `--set FIELD=VALUE`
+declined (tests/uncovered_questions.jsonl, uncovered_heldout.jsonl, uncovered_heldout2.jsonl). `--set FIELD=VALUE`
 overrides a `RetrievalConfig` field for this run (docs/retrieval.md: a retrieval change must not
 cost the gold set). Build the index first: `python ingest.py --index DIR`.
 """
@@ -70,7 +70,7 @@ def main() -> int:
             say(f"no key phrase: {record['question']} (expected {record['phrase']!r})")
     n = len(gold)
     say(f"gold: rank 1 {first}/{n}, top 3 {top3}/{n}, key phrase {phrase}/{n}")
-    uncovered = [ROOT / "tests" / "uncovered_questions.jsonl", ROOT / "tests" / "uncovered_heldout.jsonl"]
+    uncovered = [ROOT / "tests" / f"uncovered_{name}.jsonl" for name in ("questions", "heldout", "heldout2")]
     report = calibrate(assistant, gold_path, ROOT / "tests" / "offtopic_questions.jsonl", uncovered)
     say(
         f"calibrate: threshold {report['threshold']}, {report['mistakes']} mistakes of "

@@ -7,11 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answer import names_subject
+from assistant.answer import NO_FIGURE, names_subject
 from assistant.citations import markers_in
 from assistant.conversation import Turn, standalone_question
 from assistant.errors import InputError
-from assistant.questions import compared_subjects, definition_subject, is_clinical_request, strip_injection
+from assistant.questions import (
+    asks_for_figure,
+    compared_subjects,
+    definition_subject,
+    is_clinical_request,
+    strip_injection,
+)
 from assistant.service import Assistant
 from conftest import ROOT, read_jsonl, settings_for
 
@@ -204,6 +210,32 @@ def test_an_answer_does_not_lead_with_for_example(corpus_assistant: Assistant) -
     )
     assert not re.match(r"(?i)(for example|for instance|however)\b", answer.answer)
     assert "\n- For example" not in answer.answer
+
+
+@pytest.mark.parametrize(
+    ("question", "figure"),
+    [
+        ("How many days does a nursing home have to submit its plan of correction?", True),
+        ("how long is residency", True),
+        ("what percentage of CMOs have an MBA?", True),
+        ("What is the application fee for the CMD?", True),
+        ("What does a medical director do?", False),
+        ("Is residency long?", False),
+    ],
+)
+def test_asks_for_figure(question: str, figure: bool) -> None:
+    assert asks_for_figure(question) is figure
+
+
+def test_a_figure_the_guides_do_not_give_is_said_to_be_missing(corpus_assistant: Assistant) -> None:
+    # Held-out question (session 7): answered with what a plan of correction is, which read as if
+    # the deadline were in it.
+    answer = corpus_assistant.ask("How many days does a nursing home have to submit its plan of correction?")
+    assert answer.answer.startswith(NO_FIGURE) and answer.citations
+    assert "plan of correction" in answer.answer
+    # A figure the guides give is answered without the caveat.
+    residency = corpus_assistant.ask("How long is residency?")
+    assert not residency.answer.startswith(NO_FIGURE) and "three" in residency.answer
 
 
 def test_nonsense_around_one_real_word_is_refused(corpus_assistant: Assistant) -> None:

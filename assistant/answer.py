@@ -231,9 +231,9 @@ def _candidates(
         continues = False  # the item before ended with ";": the list runs on through its last item
         planted = planted_instructions(chunk.text)
         headings = [(m.start(), m.group(1)) for m in _HEADING.finditer(chunk.text, chunk.body_start)]
-        previous, before = -1, -1
+        last = -1  # where the span before this one starts
         for (begin, end), vector in zip(chunk.spans, chunk.sentence_vectors):
-            previous, before = begin, previous
+            before, last = last, begin
             if any(begin < stop and end > start for start, stop in planted):
                 continue
             raw = chunk.text[begin:end]

@@ -206,7 +206,7 @@ class Assistant:
         """
         subject = definition_subject(query)
         passages = self.retriever.retrieve(query, self.settings.top_k)
-        unknown = self.retriever.unknown_terms(subject)
+        unknown = self.retriever.unknown_terms(subject) if subject else []
         if unknown and not (passages and passages[0].chunk.not_covered):
             logger.info("no guide uses %r, which the question asks about", unknown[0])
             return passages, 0.0

@@ -237,7 +237,12 @@ def build_scaled_index(settings: Settings, source_index: Path, target: Path, chu
                     )
                 )
                 copy_vectors.append(
-                    ChunkVectors(noisy / np.linalg.norm(noisy), list(original.spans), original.sentence_vectors)
+                    ChunkVectors(
+                        noisy / np.linalg.norm(noisy),
+                        list(original.spans),
+                        original.sentence_vectors,
+                        original.token_bits,
+                    )
                 )
             copy_records.append(
                 (

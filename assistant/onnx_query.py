@@ -41,14 +41,20 @@ class OnnxQueryEncoder:
 
     def embed(self, text: str) -> np.ndarray:
         """The unit-length embedding of `text` (truncated to the model's window)."""
+        return self.encode(text)[0]
+
+    def encode(self, text: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+        """(embedding, token vectors, their character spans) of `text`, special tokens left out."""
         encoding = self._tokenizer.encode(text)
         arrays = {
             "input_ids": np.asarray([encoding.ids], dtype=np.int64),
             "attention_mask": np.asarray([encoding.attention_mask], dtype=np.int64),
             "token_type_ids": np.asarray([encoding.type_ids], dtype=np.int64),
         }
-        (vectors,) = self._session.run(None, {name: arrays[name] for name in self._inputs})
-        return np.asarray(vectors[0], dtype=np.float32)
+        vectors, tokens = self._session.run(None, {name: arrays[name] for name in self._inputs})
+        real = [n for n, special in enumerate(encoding.special_tokens_mask) if not special]
+        offsets = [encoding.offsets[n] for n in real]
+        return np.asarray(vectors[0], dtype=np.float32), np.asarray(tokens[0][real], dtype=np.float32), offsets
 
 
 def load_query_encoder(onnx_path: Path, tokenizer_path: Path, max_tokens: int) -> OnnxQueryEncoder | None:

@@ -9,9 +9,17 @@ from the keyword index) and a fused score:
 `confidence` = (best - 10th best BM25 score) / best: how much BM25's top stands out. When
 many chunks match the question's words about equally (a disease named in every passage about
 it), BM25 cannot tell them apart and the cosine decides; when a few chunks share the
-question's rare words, BM25 weighs in fully. No score depends on how deep the candidate lists
-go, so asking for more candidates (as the evaluation does) adds passages below the chat's
-top k without reordering it. Tuned on SciFact train; docs/retrieval.md has the ablation.
+question's rare words, BM25 weighs in fully.
+
+The best `late_candidates` by fused score are then re-scored by late interaction
+(interaction.py): each question word piece is matched with its closest word piece of the chunk,
+
+    score = fused + late_weight x (mean over the question's pieces, each weighted by its
+                                   word's idf, of the best cosine with a piece of the chunk)
+
+No score depends on how deep the candidate lists go, so asking for more candidates (as the
+evaluation does) adds passages below the chat's top k without reordering it. Tuned on SciFact
+train; docs/retrieval.md has the ablation.
 
 Only chunks that the document manifest currently points to are returned ("live" chunks), so
 a question asked during a re-ingest sees each document wholly old or wholly new.
@@ -32,7 +40,8 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from assistant.models import SentenceEmbeddings
+from assistant.interaction import maxsim
+from assistant.models import QuestionVectors, SentenceEmbeddings
 from assistant.store import Store, StoredChunk
 
 logger = logging.getLogger(__name__)
@@ -49,6 +58,8 @@ class RetrievalConfig:
     bm25_k1: float = 0.9
     bm25_b: float = 0.4
     duplicate_jaccard: float = 0.8
+    late_candidates: int = 30  # the best fused chunks, re-scored by late interaction
+    late_weight: float = 1.0  # weight of the late-interaction score added to theirs
 
 
 @dataclass(frozen=True)
@@ -155,6 +166,31 @@ class KeywordIndex:
         weight = {t: math.log((n + 1) / (self._df.get(t, 0) + 0.5)) for t in terms}
         total = sum(weight.values())
         return sum(w for t, w in weight.items() if t in found) / total if total > 0 else 0.0
+
+    def piece_weights(self, text: str, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
+        """A weight per word piece of `text` (at `offsets`) for late interaction.
+
+        The weight is the BM25 idf of the word the piece is part of: 0 for a stopword or a
+        piece of punctuation, highest for a word few chunks contain.
+        """
+        n = len(self.ids)
+        known: dict[str, float] = {}
+        weights = []
+        for start, end in offsets:
+            if not any(ch.isalnum() for ch in text[start:end]):
+                weights.append(0.0)
+                continue
+            while start > 0 and text[start - 1].isalnum():
+                start -= 1
+            while end < len(text) and text[end].isalnum():
+                end += 1
+            word = text[start:end]
+            if word not in known:
+                terms = self._tokens([word])[0]
+                df = self._df.get(terms[0], 0) if terms else n
+                known[word] = math.log((n - df + 0.5) / (df + 0.5) + 1) if terms else 0.0
+            weights.append(known[word])
+        return np.asarray(weights, dtype=np.float32)
 
     def scores(self, query: str) -> np.ndarray:
         """The BM25 score of every indexed chunk (in `ids` order) for a query; zeros if no term is known."""
@@ -294,7 +330,8 @@ class Retriever:
         self.refresh()
         cfg = self.config
         depth = 3 * documents  # a document has a few chunks
-        query_vector = np.asarray(self.embedder.embed_query(question), dtype=np.float32)
+        encoded = self.embedder.encode_question(question)
+        query_vector = np.asarray(encoded.vector, dtype=np.float32)
         source, keyword = self._source, self._keyword
         dense = [(c, s) for c, s in self.store.search(query_vector, max(cfg.dense_candidates, depth)) if c.id in source]
         scores = keyword.scores(question)
@@ -312,7 +349,42 @@ class Retriever:
         fused_scores = fuse(cosine, bm25, scores[top[: cfg.confidence_rank]], cfg)
         fused = {i: float(f) for i, f in zip(ids, fused_scores)}
         ids.sort(key=lambda i: -fused[i])
+        fused = self._interact(question, encoded, ids, fused, chunks, keyword)
+        ids.sort(key=lambda i: -fused[i])
         return _Ranking(ids=ids, fused=fused, similarity=similarity, chunks=chunks)
+
+    def _interact(
+        self,
+        question: str,
+        encoded: QuestionVectors,
+        ids: list[str],
+        fused: dict[str, float],
+        chunks: dict[str, StoredChunk],
+        keyword: KeywordIndex,
+    ) -> dict[str, float]:
+        """Re-score the best fused chunks with late interaction (interaction.py).
+
+        Each of the `late_candidates` best gets `late_weight` x its late-interaction score; a
+        chunk further down gets the same as the lowest of them, so it stays below them all and
+        keeps its order. Chunks fetched here (BM25-only candidates) are added to `chunks`.
+        An index built before chunks stored their token vectors keeps the fused order.
+        """
+        cfg = self.config
+        top = ids[: cfg.late_candidates]
+        if not top or cfg.late_weight == 0:
+            return fused
+        chunks.update({c.id: c for c in self.store.get_chunks([i for i in top if i not in chunks])})
+        bits = [chunks[i].token_bits if i in chunks else np.zeros((0, 0), np.uint8) for i in top]
+        if any(len(b) == 0 for b in bits):
+            logger.debug("no token vectors stored (index built before them): fused order kept")
+            return fused
+        weights = keyword.piece_weights(question, encoded.offsets)
+        late = maxsim(encoded.tokens, weights, bits)
+        floor = float(late.min())
+        rescored = {i: f + cfg.late_weight * floor for i, f in fused.items()}
+        for chunk_id, score in zip(top, late):
+            rescored[chunk_id] = fused[chunk_id] + cfg.late_weight * float(score)
+        return rescored
 
 
 def _words(text: str) -> set[str]:

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class StoredChunk:
     spans: tuple[tuple[int, int], ...]
     sentence_vectors: np.ndarray
     not_covered: bool = False  # from a guide of topics the guides do not answer
+    token_bits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))  # interaction.py; empty if none
 
     @property
     def body(self) -> str:
@@ -358,6 +359,8 @@ def _chunk_metadata(chunk: Chunk, vectors: ChunkVectors) -> dict[str, Any]:
         "spans": json.dumps(vectors.spans),
         "sentvecs": base64.b64encode(vectors.sentence_vectors.astype(np.float16).tobytes()).decode("ascii"),
         "not_covered": chunk.not_covered,
+        "tokbits": base64.b64encode(vectors.token_bits.tobytes()).decode("ascii"),
+        "tokwidth": int(vectors.token_bits.shape[1]) if vectors.token_bits.ndim == 2 else 0,
     }
 
 
@@ -366,6 +369,9 @@ def _stored(chunk_id: str, text: str | None, meta: Any) -> StoredChunk:
     raw = base64.b64decode(str(meta.get("sentvecs", "")))
     matrix = np.frombuffer(raw, dtype=np.float16).astype(np.float32)
     matrix = matrix.reshape(len(spans), -1) if spans else np.zeros((0, 1), np.float32)
+    width = int(meta.get("tokwidth", 0))
+    bits = np.frombuffer(base64.b64decode(str(meta.get("tokbits", ""))), dtype=np.uint8)
+    token_bits = bits.reshape(-1, width) if width else np.zeros((0, 0), np.uint8)
     return StoredChunk(
         id=chunk_id,
         source=str(meta["source"]),
@@ -378,6 +384,7 @@ def _stored(chunk_id: str, text: str | None, meta: Any) -> StoredChunk:
         spans=spans,
         sentence_vectors=matrix,
         not_covered=bool(meta.get("not_covered", False)),
+        token_bits=token_bits,
     )
 
 

@@ -290,8 +290,12 @@ def _current(record: DocumentRecord, doc: Document) -> bool:
 
 
 def embed_chunks(chunks: Sequence[Chunk], store: Store, embedder: SentenceEmbeddings) -> list[ChunkVectors]:
-    """Vectors for chunks, reusing stored ones for identical text (a renamed or moved file)."""
-    reuse = store.find_by_chunk_hash([c.chunk_hash for c in chunks])
+    """Vectors for chunks, reusing stored ones for identical text (a renamed or moved file).
+
+    A stored chunk without token vectors (indexed before they existed) is embedded again.
+    """
+    found = store.find_by_chunk_hash([c.chunk_hash for c in chunks])
+    reuse = {h: (stored, vector) for h, (stored, vector) in found.items() if len(stored.token_bits)}
     fresh = [c for c in chunks if c.chunk_hash not in reuse]
     spans = [[(c.body_start + a, c.body_start + b) for a, b in split_sentences(c.body)] for c in fresh]
     computed = dict(zip((c.chunk_hash for c in fresh), embedder.embed_chunks([c.text for c in fresh], spans)))
@@ -301,5 +305,5 @@ def embed_chunks(chunks: Sequence[Chunk], store: Store, embedder: SentenceEmbedd
             out.append(computed[chunk.chunk_hash])
         else:
             stored, vector = reuse[chunk.chunk_hash]
-            out.append(ChunkVectors(vector=vector, spans=list(stored.spans), sentence_vectors=stored.sentence_vectors))
+            out.append(ChunkVectors(vector, list(stored.spans), stored.sentence_vectors, stored.token_bits))
     return out

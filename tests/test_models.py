@@ -47,6 +47,19 @@ def test_onnx_question_vectors_equal_the_torch_ones(exported: Path, embedder: Se
         assert abs(float(np.linalg.norm(got)) - 1.0) < 1e-5
 
 
+def test_onnx_question_token_vectors_equal_the_torch_ones(exported: Path) -> None:
+    onnx, torch = _embedder(exported), _embedder(exported.parent / "no-export-here")
+    torch._query_encoder = None  # this one answers through torch
+    for question in QUESTIONS:
+        got, expected = onnx.encode_question(question), torch._encode_with_torch(question)
+        assert got.offsets == expected.offsets, question
+        assert got.tokens.shape == (len(got.offsets), 384)
+        assert np.abs(got.tokens - expected.tokens).max() < 1e-3, question
+        assert np.linalg.norm(got.tokens, axis=1) == pytest.approx(np.ones(len(got.offsets)), abs=1e-5)
+    first = onnx.encode_question("What is the CMD credential?")
+    assert [("What is the CMD credential?")[a:b] for a, b in first.offsets][:3] == ["What", "is", "the"]
+
+
 def test_a_process_that_only_asks_never_imports_torch(exported: Path) -> None:
     script = f"""
 import json, sys

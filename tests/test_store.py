@@ -51,6 +51,8 @@ def test_search_returns_what_was_stored(store: Store, embedder: SentenceEmbeddin
     assert stored.text == chunks[2].text and stored.section == chunks[2].section
     assert stored.sentence_vectors.shape == (len(stored.spans), 384)
     assert np.allclose(stored.sentence_vectors, vectors[2].sentence_vectors, atol=1e-2)
+    assert stored.token_bits.shape[1] == 48 and len(stored.token_bits) > 20
+    assert np.array_equal(stored.token_bits, vectors[2].token_bits)
     store.delete_chunks([chunks[2].id])
     assert store.get_chunks([chunks[2].id]) == []
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.chunking import CHUNKING_VERSION
+from assistant.chunking import CHUNKING_VERSION, chunk_document
+from assistant.documents import load_document
+from assistant.models import ChunkVectors
 from assistant.service import Assistant
 from conftest import settings_for
 
@@ -36,6 +38,26 @@ def test_a_guide_cut_by_an_older_chunking_is_cut_again_though_its_file_is_unchan
     assert (again.added, again.updated, again.unchanged) == (0, 1, 2)
     assert assistant.store.documents()["first-90-days.md"].chunking == CHUNKING_VERSION
     assert assistant.ingest([guides]).unchanged == 3
+
+
+def test_an_index_without_token_vectors_still_answers_and_ingest_adds_them(assistant: Assistant, guides: Path) -> None:
+    assistant.ingest([guides])
+    record, text = assistant.store.document_text("first-90-days.md") or pytest.fail("not ingested")
+    chunks = chunk_document(load_document(guides / "first-90-days.md", guides), 900, 150)
+    assert [c.id for c in chunks] == list(record.chunk_ids)
+    old = assistant.store.get_chunks(list(record.chunk_ids))
+    vectors = assistant.store.get_vectors(list(record.chunk_ids))
+    stripped = [ChunkVectors(vectors[c.id], list(c.spans), c.sentence_vectors) for c in old]  # no token bits
+    assistant.store.add_chunks(chunks, stripped)
+    assistant.store.put_documents([(replace(record, chunking=2), text)])  # as release 2 recorded it
+    assistant.store.bump_generation()
+    assert all(len(c.token_bits) == 0 for c in assistant.store.get_chunks(list(record.chunk_ids)))
+    answer = assistant.ask("What should I do in my first 90 days?")  # fused order, no late interaction
+    assert not answer.refused and "first-90-days.md" in {c.source for c in answer.citations}
+    again = assistant.ingest([guides])
+    assert again.updated == 1
+    renewed = assistant.store.documents()["first-90-days.md"]
+    assert all(len(c.token_bits) > 0 for c in assistant.store.get_chunks(list(renewed.chunk_ids)))
 
 
 def test_modify_replaces_and_delete_removes(assistant: Assistant, guides: Path) -> None:

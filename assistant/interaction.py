@@ -39,13 +39,17 @@ def maxsim(question: np.ndarray, weights: np.ndarray, chunks: Sequence[np.ndarra
     with any piece of the chunk. A chunk without token vectors scores 0.
     """
     scores = np.zeros(len(chunks), dtype=np.float32)
-    if len(question) == 0:
+    present = [n for n, bits in enumerate(chunks) if len(bits)]
+    if len(question) == 0 or not present:
         return scores
     total = float(weights.sum())
     share = weights / total if total > 0 else np.full(len(question), 1.0 / len(question), dtype=np.float32)
+    # q . (2b - 1) / sqrt(dim) for the bits b of every chunk piece at once (unpack_tokens' vectors,
+    # without materialising them), then the best match within each chunk's rows
     dim = question.shape[1]
-    for n, bits in enumerate(chunks):
-        if len(bits):
-            best = (question @ unpack_tokens(bits, dim).T).max(axis=1)
-            scores[n] = float(share @ best)
+    bits = np.unpackbits(np.concatenate([chunks[n] for n in present]), axis=1, count=dim).view(np.int8)
+    cosines = (2 * (question @ bits.T.astype(np.float32)) - question.sum(axis=1, keepdims=True)) / np.sqrt(dim)
+    starts = np.cumsum([0] + [len(chunks[n]) for n in present[:-1]])
+    best = np.maximum.reduceat(cosines, starts, axis=1)  # (question pieces, chunks)
+    scores[present] = share @ best
     return scores

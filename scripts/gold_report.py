@@ -1,9 +1,9 @@
 """The chat's own figures for a retriever setting: gold questions, refusal gate, uncovered questions.
 
     python scripts/gold_report.py                       # the shipped settings, on ./.index
-    python scripts/gold_report.py --index /tmp/idx --set confidence_rank=20 --set keyword_weight=1.0
+    python scripts/gold_report.py --index /tmp/idx --set confidence_rank=20 --set late_weight=0
 
-Prints, for the 73 gold questions (tests/gold_questions.jsonl), how often the expected guide is
+Prints, for the gold questions (tests/gold_questions.jsonl), how often the expected guide is
 the first passage (rank 1), among the first three (top 3), and how often the answer contains the
 key phrase; the misses; then `calibrate`'s threshold and mistakes, and the uncovered questions
 declined (tests/uncovered_questions.jsonl, uncovered_heldout.jsonl, uncovered_heldout2.jsonl). `--set FIELD=VALUE`

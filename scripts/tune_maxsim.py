@@ -102,10 +102,10 @@ def grid(cache: Path, data: Cached) -> None:
             late[("bits", name)] = maxsim(question, w, [bits[c] for c in cand])
         features.append((cand, fused, late))
 
-    def score(weight: float, variant: tuple[str, str], top: int = 0) -> str:
+    def score(weight: float, variant: tuple[str, str], top: int = 0, alone: bool = False) -> str:
         runs = {}
         for q, (cand, fused, late) in zip(data.qids, features):
-            scores = fused + weight * late[variant]
+            scores = late[variant] if alone else fused + weight * late[variant]
             if top:
                 order = np.argsort(-fused, kind="stable")
                 floor = late[variant][order[:top]].min()
@@ -121,6 +121,8 @@ def grid(cache: Path, data: Cached) -> None:
         return f"{r['ndcg@10']:.4f} | {r['recall@100']:.4f} | {r['mrr@10']:.4f}"
 
     say(f"| chosen fusion | {score(0.0, ('fp16', 'plain'))} |")
+    for name in ("plain", "piece idf", "word idf"):
+        say(f"| MaxSim alone (ordering the same candidates), {name}, fp16 | {score(1.0, ('fp16', name), alone=True)} |")
     for storage in ("fp16", "bits"):
         for name in ("plain", "piece idf", "word idf"):
             for weight in (0.5, 1.0, 1.5, 2.0):

@@ -46,6 +46,7 @@ def maxsim(question: np.ndarray, weights: np.ndarray, chunks: Sequence[np.ndarra
     share = weights / total if total > 0 else np.full(len(question), 1.0 / len(question), dtype=np.float32)
     # q . (2b - 1) / sqrt(dim) for the bits b of every chunk piece at once (unpack_tokens' vectors,
     # without materialising them), then the best match within each chunk's rows
+    question = np.asarray(question, dtype=np.float32)
     dim = question.shape[1]
     bits = np.unpackbits(np.concatenate([chunks[n] for n in present]), axis=1, count=dim).view(np.int8)
     cosines = (2 * (question @ bits.T.astype(np.float32)) - question.sum(axis=1, keepdims=True)) / np.sqrt(dim)

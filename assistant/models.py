@@ -166,16 +166,19 @@ class SentenceEmbeddings(Embeddings):
     def _encode_with_torch(self, text: str) -> QuestionVectors:
         model = self.model
         encoded = model.tokenizer(
-            [text], truncation=True, max_length=self.max_tokens, return_offsets_mapping=True, return_tensors="pt"
+            [text],
+            truncation=True,
+            max_length=self.max_tokens,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            return_tensors="pt",
         )
         offsets = encoded.pop("offset_mapping").numpy()[0]
-        special = encoded.pop("special_tokens_mask", None)
+        real = ~encoded.pop("special_tokens_mask").numpy()[0].astype(bool)
         with self._torch.inference_mode():
             output = model(dict(encoded))
         vector = output["sentence_embedding"].numpy()[0]
         tokens = output["token_embeddings"].numpy()[0]
-        ids = encoded["input_ids"].numpy()[0]
-        real = ~np.isin(ids, model.tokenizer.all_special_ids) if special is None else ~special.numpy()[0].astype(bool)
         return QuestionVectors(
             vector / (np.linalg.norm(vector) or 1.0),
             _unit_rows(tokens[real]).astype(np.float16),
@@ -240,8 +243,8 @@ def export_query_encoder(model: Any, target: Path, tokenizer_path: Path) -> Onnx
     """Write the model (mean pooling and normalisation included) as ONNX, if it checks out.
 
     The export is kept only when it embeds CHECK_TEXTS like the torch model (to 1e-4, token
-    vectors too), so a
-    model with other pooling, or a tracing problem, just keeps questions on torch.
+    vectors too), so a model with other pooling, or a tracing problem, just keeps questions on
+    torch.
     """
     import torch
 

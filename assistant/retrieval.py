@@ -186,8 +186,8 @@ class KeywordIndex:
                 end += 1
             word = text[start:end]
             if word not in known:
-                terms = self._tokens([word])[0]
-                df = self._df.get(terms[0], 0) if terms else n
+                terms = self._tokens([word])[0]  # none for a stopword
+                df = self._df.get(terms[0], 0) if terms else 0
                 known[word] = math.log((n - df + 0.5) / (df + 0.5) + 1) if terms else 0.0
             weights.append(known[word])
         return np.asarray(weights, dtype=np.float32)

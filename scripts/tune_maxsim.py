@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tune_retrieval import Cached, _candidates, confidence, say
+from tune_variants import _documents
 
-from assistant.eval import RECALL_DEPTH, score_runs
+from assistant.eval import score_runs
 from assistant.interaction import maxsim, pack_tokens
 from assistant.retrieval import KeywordIndex
 
@@ -111,12 +112,7 @@ def grid(cache: Path, data: Cached) -> None:
                 floor = late[variant][order[:top]].min()
                 scores = fused + weight * floor
                 scores[order[:top]] = fused[order[:top]] + weight * late[variant][order[:top]]
-            seen: dict[str, None] = {}
-            for i in cand[np.argsort(-scores, kind="stable")]:
-                seen.setdefault(data.sources[i])
-                if len(seen) == RECALL_DEPTH:
-                    break
-            runs[q] = list(seen)
+            runs[q] = _documents(data, cand[np.argsort(-scores, kind="stable")])
         r = score_runs(runs, data.qrels, 10)
         return f"{r['ndcg@10']:.4f} | {r['recall@100']:.4f} | {r['mrr@10']:.4f}"
 

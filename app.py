@@ -45,8 +45,8 @@ def load_assistant(settings: Any, ready: AssistantSlot, sync: bool) -> None:
     """
     started = time.perf_counter()
     try:
-        from assistant.admin import announce_app
-        from assistant.locking import holds
+        from assistant.index.locking import holds
+        from assistant.web.admin import announce_app
 
         assistant, rebuild = _open(settings, sync)
         assistant.embedder.embed_query("What does a medical director do?")  # ready means fast answers
@@ -120,9 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
-    from assistant import ui
-    from assistant.api import RateLimiter, build_api
-    from assistant.feedback import FeedbackStore
+    from assistant.web import ui
+    from assistant.web.api import build_api
+    from assistant.web.feedback import FeedbackStore
+    from assistant.web.middleware import RateLimiter
 
     limiter = RateLimiter(settings.rate_limit)
     app = ui.mount(
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.run()
     finally:
         if ready.done() and ready.exception() is None:
-            from assistant.admin import withdraw_app
+            from assistant.web.admin import withdraw_app
 
             ready.result().release_index()
             withdraw_app(Path(settings.index_dir))

@@ -35,11 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     offline_environment()
     configure_logging(args.verbose)
-    from assistant.admin import hand_off_ingest, running_app
     from assistant.config import load_settings
-    from assistant.documents import refuse_unusable
+    from assistant.documents.loading import refuse_unusable
     from assistant.errors import AssistantError
     from assistant.service import Assistant
+    from assistant.web.admin import hand_off_ingest, running_app
 
     try:
         settings = load_settings(os.environ, index_dir=args.index)

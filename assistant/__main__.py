@@ -84,13 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ask":
             return _ask(args, settings)
         if args.command == "loadtest":
-            from assistant.loadtest import run_loadtest
+            from assistant.devtools.loadtest import run_loadtest
 
             figures = run_loadtest(args.url, args.clients, args.seconds, args.pid)
             print(json.dumps(figures) if args.json else json.dumps(figures, indent=2))
             return 1 if figures["errors"] else 0
         if args.command == "calibrate":
-            from assistant.calibration import calibrate
+            from assistant.devtools.calibration import calibrate
             from assistant.service import Assistant
 
             report = calibrate(Assistant.from_settings(settings), args.in_scope, args.off_topic, args.uncovered)
@@ -171,7 +171,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def _bench(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
-    from assistant.bench import run_bench
+    from assistant.devtools.bench import run_bench
 
     figures = run_bench(settings, quick=args.quick, sizes=args.sizes)
     print(json.dumps(figures) if args.json else json.dumps(figures, indent=2))
@@ -179,7 +179,7 @@ def _bench(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untype
 
 
 def _eval_beir(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
-    from assistant.eval import evaluate_beir
+    from assistant.devtools.eval import evaluate_beir
 
     if not (args.dataset / "queries.jsonl").is_file():
         print(f"error: {args.dataset} is not a BEIR dataset (no queries.jsonl)", file=sys.stderr)
@@ -192,7 +192,7 @@ def _eval_beir(args: argparse.Namespace, settings) -> int:  # type: ignore[no-un
 def _feedback(settings) -> int:  # type: ignore[no-untyped-def]
     import sqlite3
 
-    from assistant.feedback import FeedbackStore
+    from assistant.web.feedback import FeedbackStore
 
     store = FeedbackStore(settings.data_dir)
     try:

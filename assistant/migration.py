@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from assistant.config import Settings
+from assistant.index.store import Store, collection_suffix, drop_index, index_settings, list_indexes
 from assistant.service import Assistant
-from assistant.store import Store, collection_suffix, drop_index, index_settings, list_indexes
 
 logger = logging.getLogger(__name__)
 

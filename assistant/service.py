@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import re
 import threading
@@ -22,33 +23,35 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from assistant import locking
-from assistant.answer import (
-    CLINICAL,
-    OUT_OF_SCOPE,
-    compose_extractive,
-    evidence_score,
-    focus_not_covered,
-    lead_passage,
-    names_subject,
-    refuse,
+from assistant.answering import gate
+from assistant.answering.citations import Answer
+from assistant.answering.composer import ComposerConfig, compose_extractive, lead_passage
+from assistant.answering.conversation import Turn, standalone_question
+from assistant.answering.gate import CLINICAL, OUT_OF_SCOPE, focus_not_covered, refuse
+from assistant.answering.generation import (
+    UNAVAILABLE_NOTICE,
+    UNGROUNDED_NOTICE,
+    build_messages,
+    check_reply,
+    stream_reply,
 )
-from assistant.citations import Answer
+from assistant.answering.questions import is_clinical_request, strip_injection
 from assistant.config import Settings
-from assistant.conversation import Turn, standalone_question
+from assistant.embedding.models import SentenceEmbeddings, build_chat_model, build_embeddings
 from assistant.errors import InputError, LLMError
-from assistant.generation import UNAVAILABLE_NOTICE, UNGROUNDED_NOTICE, build_messages, check_reply, stream_reply
-from assistant.models import SentenceEmbeddings, build_chat_model, build_embeddings
-from assistant.questions import definition_subject, is_clinical_request, strip_injection
-from assistant.retrieval import Passage, Retriever
-from assistant.store import DocumentRecord, Store, build_client, collection_suffix, index_settings
-from assistant.sync import Progress, SyncReport, sync_paths
+from assistant.index import locking
+from assistant.index.store import DocumentRecord, Store, build_client, collection_suffix, index_settings
+from assistant.ingest.sync import Progress, SyncReport, sync_paths
+from assistant.retrieval.retriever import Passage, Retriever
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
 logger = logging.getLogger(__name__)
 
+# While serving, old chunks outlive a document's switch by this long, so a question already
+# retrieving the old version can still read them.
+SWITCH_GRACE_SECONDS = 1.5
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
 
 
@@ -95,6 +98,7 @@ class Assistant:
         self.store = store
         self.embedder = embedder
         self.retriever = Retriever(store, embedder)
+        self.composer = ComposerConfig()
         self.chat_model = chat_model  # None: extractive answers only
         self.serving = False  # set by the app: a sync then gives in-flight questions time to finish
         self._ingest_lock = threading.Lock()
@@ -129,7 +133,7 @@ class Assistant:
 
     def ingest(self, paths: Sequence[Path], progress: Progress | None = None, wait_seconds: float = 0.0) -> SyncReport:
         """Sync files and folders into the index; questions see each document wholly old or new."""
-        grace = 1.5 if (self.serving or self.settings.uses_chroma_server) else 0.0
+        grace = SWITCH_GRACE_SECONDS if (self.serving or self.settings.uses_chroma_server) else 0.0
         with self._ingest_lock, contextlib.ExitStack() as stack:
             if not self.settings.uses_chroma_server:
                 stack.enter_context(locking.write_lock(Path(self.settings.index_dir), wait_seconds))
@@ -182,7 +186,8 @@ class Assistant:
         """The gates and retrieval: a refusal, or the passages to answer from."""
         text = normalise_question(question, self.settings.max_question_chars)
         if is_clinical_request(text):
-            logger.info("refused (clinical): %.80s", text)
+            # The text may describe a patient: log its size and a digest only.
+            logger.info("refused (clinical): %d characters, sha256 %s", len(text), _digest(text))
             return refuse(text, CLINICAL)
         query = strip_injection(standalone_question(text, history))
         if not query:
@@ -193,29 +198,17 @@ class Assistant:
             return refuse(text, OUT_OF_SCOPE, query)
         coverages = [self.retriever.support(query, [p]).coverage for p in passages]
         query_vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
-        lead = lead_passage(query, query_vector, passages)
+        lead = lead_passage(query, query_vector, passages, self.composer)
         return _Grounds(text, query, query_vector, focus_not_covered(passages, coverages, lead))
 
     def weigh(self, query: str) -> tuple[list[Passage], float]:
-        """The passages for a question and the evidence that they answer it (the refusal gate's score).
-
-        Evidence is the best cosine plus keyword coverage (`evidence_score`). "What is X?" gets
-        0 when some word of X is in no guide (unless the best passage is a `not-covered` one,
-        which declines in its own words), and its coverage counts twice when a passage uses X
-        as a name ("the Match"), as for a phrase.
-        """
-        subject = definition_subject(query)
-        passages = self.retriever.retrieve(query, self.settings.top_k)
-        unknown = self.retriever.unknown_terms(subject) if subject else []
-        if unknown and not (passages and passages[0].chunk.not_covered):
-            logger.info("no guide uses %r, which the question asks about", unknown[0])
-            return passages, 0.0
-        support = self.retriever.support(query, passages)
-        phrase = support.phrase or bool(subject and names_subject(subject, passages))
-        return passages, evidence_score(passages, support.coverage, phrase)
+        """The passages for a question and the evidence that they answer it (see `gate.weigh`)."""
+        return gate.weigh(self.retriever, query, self.settings.top_k)
 
     def _extractive(self, grounds: _Grounds) -> Answer:
-        return compose_extractive(grounds.question, grounds.query_vector, grounds.passages, standalone=grounds.query)
+        return compose_extractive(
+            grounds.question, grounds.query_vector, grounds.passages, self.composer, standalone=grounds.query
+        )
 
     def _generate(self, model: BaseChatModel, grounds: _Grounds) -> Iterator[str | Answer]:
         """Stream the model's answer, then check it; any failure falls back to the extractive answer."""
@@ -242,3 +235,8 @@ class Assistant:
 def _lines(text: str) -> list[str]:
     """A text in line-sized pieces (the extractive answer is ready all at once)."""
     return re.split(r"(?<=\n)", text)
+
+
+def _digest(text: str) -> str:
+    """A short digest that links log lines about one question without keeping its words."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]

@@ -12,7 +12,7 @@ fi
 if [ -f ../shared/tools/check_originality.py ]; then
   python3 ../shared/tools/check_originality.py corpus
 fi
-.venv/bin/ruff check assistant tests scripts ingest.py app.py
-.venv/bin/ruff format --check assistant tests scripts ingest.py app.py
+.venv/bin/ruff check assistant tests experiments ingest.py app.py
+.venv/bin/ruff format --check assistant tests experiments ingest.py app.py
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

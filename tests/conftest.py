@@ -28,7 +28,7 @@ REFERENCE = ROOT.parent / "shared" / "reference"
 PYTHON = sys.executable
 
 from assistant.config import Settings, load_settings  # noqa: E402
-from assistant.models import SentenceEmbeddings, build_embeddings  # noqa: E402
+from assistant.embedding.models import SentenceEmbeddings, build_embeddings  # noqa: E402
 from assistant.service import Assistant  # noqa: E402
 
 

@@ -19,7 +19,7 @@ import pytest
 from appserver import PYTHON, ROOT, AppServer, free_port, post_chunked, post_json, request, start_app
 
 from assistant.slot import AssistantSlot
-from assistant.ui import admin_reingest, admin_upload
+from assistant.web.ui import admin_reingest, admin_upload
 from conftest import CORPUS, settings_for
 
 pytestmark = pytest.mark.server

@@ -7,17 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answer import NO_FIGURE, names_subject
-from assistant.citations import markers_in
-from assistant.conversation import Turn, standalone_question
-from assistant.errors import InputError
-from assistant.questions import (
+from assistant.answering.citations import markers_in
+from assistant.answering.composer import NO_FIGURE
+from assistant.answering.conversation import Turn, standalone_question
+from assistant.answering.gate import names_subject
+from assistant.answering.questions import (
     asks_for_figure,
     compared_subjects,
     definition_subject,
     is_clinical_request,
     strip_injection,
 )
+from assistant.errors import InputError
 from assistant.service import Assistant
 from conftest import ROOT, read_jsonl, settings_for
 
@@ -150,7 +151,7 @@ TERMS = read_jsonl(ROOT / "tests" / "term_questions.jsonl")
 
 
 def test_what_is_questions_are_answered_exactly_when_the_guides_name_the_term(corpus_assistant: Assistant) -> None:
-    # A dev set of 70 "what is X?" questions (session 7): 39 terms the guides use, 31 they never
+    # A dev set of 70 "what is X?" questions: 39 terms the guides use, 31 they never
     # mention (checked with grep) or that the not-covered guide declines.
     not_covered = {"questions-the-guides-do-not-answer.md"}
     wrong = []
@@ -228,7 +229,7 @@ def test_asks_for_figure(question: str, figure: bool) -> None:
 
 
 def test_a_figure_the_guides_do_not_give_is_said_to_be_missing(corpus_assistant: Assistant) -> None:
-    # Held-out question (session 7): answered with what a plan of correction is, which read as if
+    # Held-out question: answered with what a plan of correction is, which read as if
     # the deadline were in it.
     answer = corpus_assistant.ask("How many days does a nursing home have to submit its plan of correction?")
     assert answer.answer.startswith(NO_FIGURE) and answer.citations
@@ -405,7 +406,7 @@ def test_a_question_the_guides_do_not_answer_is_declined_from_the_list_of_such_t
             "Negotiating a job offer or contract",
         ),
         # Answered with "a nursing home medical director working a few hours a week ..." as if
-        # that were a requirement (blind review, session 7).
+        # that were a requirement (found in a blind review).
         (
             "how many hours per week is a nursing home medical director required to be in the building?",
             "Required hours on site",
@@ -431,7 +432,7 @@ def test_a_covered_question_near_a_not_covered_topic_is_still_answered_from_its_
 
 
 def test_most_role_questions_the_guides_do_not_cover_are_declined(corpus_assistant: Assistant) -> None:
-    from assistant.calibration import declined
+    from assistant.devtools.calibration import declined
 
     report = declined(corpus_assistant, UNCOVERED)
     print(f"uncovered declined: {report['declined']}/{report['questions']}; answered: {report['answered']}")
@@ -439,7 +440,7 @@ def test_most_role_questions_the_guides_do_not_cover_are_declined(corpus_assista
 
 
 def test_the_shipped_threshold_is_the_calibrated_one(corpus_assistant: Assistant) -> None:
-    from assistant.calibration import calibrate
+    from assistant.devtools.calibration import calibrate
 
     report = calibrate(
         corpus_assistant, ROOT / "tests" / "gold_questions.jsonl", ROOT / "tests" / "offtopic_questions.jsonl"

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from appserver import PYTHON, ROOT, AppServer, free_port, post_chunked, post_json, request, start_app
 
-from assistant.rendering import source_link
+from assistant.web.rendering import source_link
 
 pytestmark = pytest.mark.server
 

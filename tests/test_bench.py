@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from assistant.bench import build_scaled_index, generate_corpus
+from assistant.devtools.bench import build_scaled_index, generate_corpus
 from assistant.service import Assistant
 from conftest import CORPUS, PYTHON, ROOT, settings_for
 

@@ -16,8 +16,8 @@ import pytest
 from appserver import CHROMIUM, CHROMIUM_ARGS, ROOT, AppServer, start_app
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from assistant.feedback import FeedbackStore
 from assistant.service import Assistant
+from assistant.web.feedback import FeedbackStore
 from conftest import settings_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]

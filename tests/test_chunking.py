@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from assistant.chunking import chunk_document, split_sentences
-from assistant.documents import load_document, parse_document
+from assistant.documents.chunking import chunk_document, split_sentences
+from assistant.documents.loading import load_document, parse_document
 from conftest import CORPUS
 
 

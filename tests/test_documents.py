@@ -9,7 +9,7 @@ import pytest
 from docx import Document as DocxDocument
 from fpdf import FPDF
 
-from assistant.documents import find_documents, load_document, parse_document
+from assistant.documents.loading import find_documents, load_document, parse_document
 from assistant.errors import DocumentError, InputError
 from conftest import CORPUS
 

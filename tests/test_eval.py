@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from assistant.__main__ import main
-from assistant.eval import load_beir, ndcg, recall, reciprocal_rank, score_runs
+from assistant.devtools.eval import load_beir, ndcg, recall, reciprocal_rank, score_runs
 from conftest import ROOT
 
 SCIFACT = ROOT.parent / "shared" / "eval" / "scifact"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.feedback import COLUMNS, Feedback, FeedbackStore
+from assistant.web.feedback import COLUMNS, Feedback, FeedbackStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from assistant.citations import Answer, markers_in
-from assistant.generation import (
+from assistant.answering.citations import Answer, markers_in
+from assistant.answering.generation import (
     SYSTEM_PROMPT,
     TRIMMED_NOTICE,
     UNAVAILABLE_NOTICE,
@@ -29,8 +29,8 @@ from assistant.generation import (
     build_messages,
     check_reply,
 )
-from assistant.models import build_chat_model
-from assistant.retrieval import Passage
+from assistant.embedding.models import build_chat_model
+from assistant.retrieval.retriever import Passage
 from assistant.service import Assistant
 from conftest import PYTHON, ROOT, read_jsonl, settings_for
 from fake_llm import PASSAGE, PAYLOAD, FakeLLM

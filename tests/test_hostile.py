@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assistant.chunking import chunk_document, split_sentences
-from assistant.conversation import Turn, standalone_question
-from assistant.documents import Document, parse_document
+from assistant.answering.conversation import Turn, standalone_question
+from assistant.answering.questions import is_clinical_request, strip_injection
+from assistant.documents.chunking import chunk_document, split_sentences
+from assistant.documents.loading import Document, parse_document
 from assistant.errors import DocumentError, InputError
-from assistant.questions import is_clinical_request, strip_injection
 from assistant.service import Assistant, normalise_question
 
 SUFFIXES = [".md", ".txt", ".html", ".pdf", ".docx"]

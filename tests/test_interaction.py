@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.documents import Document
-from assistant.interaction import maxsim, pack_tokens, unpack_tokens
-from assistant.models import SentenceEmbeddings
-from assistant.retrieval import KeywordIndex, RetrievalConfig, Retriever
-from assistant.store import Store, build_client, collection_suffix
-from assistant.sync import sync_documents
+from assistant.documents.loading import Document
+from assistant.embedding.interaction import maxsim, pack_tokens, unpack_tokens
+from assistant.embedding.models import SentenceEmbeddings
+from assistant.index.store import Store, build_client, collection_suffix
+from assistant.ingest.sync import sync_documents
+from assistant.retrieval.fusion import RetrievalConfig
+from assistant.retrieval.keyword import KeywordIndex
+from assistant.retrieval.retriever import Retriever
 from conftest import settings_for
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from assistant.index.store import list_indexes
 from assistant.migration import plan
-from assistant.store import list_indexes
 from conftest import settings_for
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.models import CHECK_TEXTS, QUESTION_CACHE, SentenceEmbeddings, resolve_model_path
+from assistant.embedding.models import CHECK_TEXTS, QUESTION_CACHE, SentenceEmbeddings, resolve_model_path
 from conftest import PYTHON, ROOT
 
 MODEL = "all-MiniLM-L6-v2"
@@ -73,7 +73,7 @@ def test_a_process_that_only_asks_never_imports_torch(exported: Path) -> None:
     script = f"""
 import json, sys
 from pathlib import Path
-from assistant.models import SentenceEmbeddings, resolve_model_path
+from assistant.embedding.models import SentenceEmbeddings, resolve_model_path
 e = SentenceEmbeddings(resolve_model_path({MODEL!r}), {MODEL!r}, export_dir=Path({str(exported)!r}))
 v = e.embed_query("How long is residency?")
 print(json.dumps({{"backend": e.query_backend, "torch": "torch" in sys.modules, "dim": len(v)}}))

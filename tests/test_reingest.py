@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from assistant.bench import generate_corpus
-from assistant.chunking import chunk_document
-from assistant.documents import load_document
+from assistant.devtools.bench import generate_corpus
+from assistant.documents.chunking import chunk_document
+from assistant.documents.loading import load_document
 from assistant.errors import IndexBusyError
+from assistant.ingest.sync import embed_chunks
 from assistant.service import Assistant
-from assistant.sync import embed_chunks
 from conftest import CORPUS, PYTHON, ROOT, settings_for
 
 
@@ -45,7 +45,7 @@ def test_sigkill_mid_ingest_then_rerun_equals_a_clean_ingest(tmp_path: Path) -> 
     assert proc.stderr is not None
     written = 0
     for line in proc.stderr:
-        if "assistant.sync: wrote" in line:
+        if "assistant.ingest.sync: wrote" in line:
             written += 1
             if written == 12:  # several groups in: chunks, manifest records and a journal on disk
                 proc.send_signal(signal.SIGKILL)
@@ -106,7 +106,7 @@ def test_a_second_writer_waits_then_gives_a_clear_error(tmp_path: Path, guides: 
         [
             PYTHON,
             "-c",
-            f"import time; from pathlib import Path; from assistant import locking; "
+            f"import time; from pathlib import Path; from assistant.index import locking; "
             f"locking.hold(Path({str(index)!r})); print('held', flush=True); time.sleep(120)",
         ],
         cwd=ROOT,

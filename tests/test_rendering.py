@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assistant.citations import Answer, Citation
-from assistant.rendering import (
+from assistant.answering.citations import Answer, Citation
+from assistant.web.rendering import (
     answer_html,
     document_html,
     partial_answer_html,

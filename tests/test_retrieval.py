@@ -7,14 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.chunking import chunk_document
 from assistant.config import Settings
-from assistant.documents import Document
-from assistant.models import SentenceEmbeddings
-from assistant.retrieval import KeywordIndex, RetrievalConfig, Retriever, fuse
+from assistant.documents.chunking import chunk_document
+from assistant.documents.loading import Document
+from assistant.embedding.models import SentenceEmbeddings
+from assistant.index.store import Store, build_client, collection_suffix
+from assistant.ingest.sync import embed_chunks, sync_documents
+from assistant.retrieval.fusion import RetrievalConfig, fuse
+from assistant.retrieval.keyword import KeywordIndex
+from assistant.retrieval.retriever import Retriever
 from assistant.service import Assistant
-from assistant.store import Store, build_client, collection_suffix
-from assistant.sync import embed_chunks, sync_documents
 from conftest import ROOT, read_jsonl, settings_for
 
 GOLD = read_jsonl(ROOT / "tests" / "gold_questions.jsonl")

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.chunking import chunk_document
-from assistant.documents import load_document
+from assistant.documents.chunking import chunk_document
+from assistant.documents.loading import load_document
+from assistant.embedding.models import SentenceEmbeddings
 from assistant.errors import IndexMissingError, StoreUnavailableError
-from assistant.models import SentenceEmbeddings
-from assistant.store import DocumentRecord, Store, build_client, collection_suffix
-from assistant.sync import embed_chunks
+from assistant.index.store import DocumentRecord, Store, build_client, collection_suffix
+from assistant.ingest.sync import embed_chunks
 from conftest import CORPUS, settings_for
 
 

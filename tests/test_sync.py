@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.chunking import CHUNKING_VERSION, chunk_document
-from assistant.documents import load_document
-from assistant.models import ChunkVectors
+from assistant.documents.chunking import CHUNKING_VERSION, chunk_document
+from assistant.documents.loading import load_document
+from assistant.embedding.models import ChunkVectors
 from assistant.service import Assistant
 from conftest import settings_for
 

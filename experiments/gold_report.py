@@ -1,7 +1,7 @@
 """The chat's own figures for a retriever setting: gold questions, refusal gate, uncovered questions.
 
-    python scripts/gold_report.py                       # the shipped settings, on ./.index
-    python scripts/gold_report.py --index /tmp/idx --set confidence_rank=20 --set late_weight=0
+    python experiments/gold_report.py                       # the shipped settings, on ./.index
+    python experiments/gold_report.py --index /tmp/idx --set confidence_rank=20 --set late_weight=0
 
 Prints, for the gold questions (tests/gold_questions.jsonl), how often the expected guide is
 the first passage (rank 1), among the first three (top 3), and how often the answer contains the
@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from assistant.calibration import calibrate
 from assistant.config import load_settings
-from assistant.retrieval import RetrievalConfig
+from assistant.devtools.calibration import calibrate
+from assistant.retrieval.fusion import RetrievalConfig
 from assistant.service import Assistant
 
 ROOT = Path(__file__).resolve().parent.parent

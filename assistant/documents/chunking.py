@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
 
-from assistant.documents import Document
+from assistant.documents.loading import Document
 
 HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3")]
 MIN_PIECE_CHARS = 200  # smaller pieces are merged with a neighbour

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.config import Settings
-from assistant.documents import Document
+from assistant.documents.loading import Document
+from assistant.embedding.models import SentenceEmbeddings, build_embeddings
 from assistant.errors import InputError
-from assistant.models import SentenceEmbeddings, build_embeddings
-from assistant.retrieval import Retriever
-from assistant.store import Store, build_client, collection_suffix
-from assistant.sync import sync_documents
+from assistant.index.store import Store, build_client, collection_suffix
+from assistant.ingest.sync import sync_documents
+from assistant.retrieval.retriever import Retriever
 
 logger = logging.getLogger(__name__)
 

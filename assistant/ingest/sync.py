@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assistant.chunking import CHUNKING_VERSION, Chunk, chunk_document, split_sentences
 from assistant.config import Settings
-from assistant.documents import Document, find_documents, load_document
+from assistant.documents.chunking import CHUNKING_VERSION, Chunk, chunk_document, split_sentences
+from assistant.documents.loading import Document, find_documents, load_document
+from assistant.embedding.models import ChunkVectors, SentenceEmbeddings
 from assistant.errors import DocumentError
-from assistant.models import ChunkVectors, SentenceEmbeddings
-from assistant.store import DocumentRecord, Store
+from assistant.index.store import DocumentRecord, Store
 
 logger = logging.getLogger(__name__)
 

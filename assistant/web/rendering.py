@@ -17,7 +17,7 @@ import nh3
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from assistant.citations import MARKER, Answer, Citation
+from assistant.answering.citations import MARKER, Answer, Citation
 
 MAX_HIGHLIGHT_CHARS = 2000  # longer ?highlight= values are cut: matching stays cheap
 

@@ -1,4 +1,4 @@
-"""More retrieval variants scored on a tune_retrieval cache (session 3 of docs/retrieval.md).
+"""More retrieval variants scored on a tune_retrieval cache (docs/history.md).
 
     python scripts/tune_variants.py heading ../shared/eval/scifact --cache /tmp/tune/scifact
     python scripts/tune_variants.py rm3 ../shared/eval/scifact --cache /tmp/tune/scifact
@@ -21,23 +21,23 @@ Each prints table rows (setting | nDCG@10 | R@100 | MRR@10) under the chosen fus
 - heading: the chunk's heading line embedded on its own, its cosine added to the chunk's.
 - rm3: BM25 expansion terms from the top fused chunks (RM3-like).
 - prf: dense pseudo-relevance feedback over a grid, with 5-fold cross-validation on the split.
-- docbm25: the BM25 score of the chunk's whole document added to the chunk's own (session 4).
+- docbm25: the BM25 score of the chunk's whole document added to the chunk's own.
 - centrality: BM25 query terms weighted by how central each is to the question's meaning (the
-  cosine of the term's MiniLM token vectors to the question's vector), to a power (session 4).
+  cosine of the term's MiniLM token vectors to the question's vector), to a power.
 - neighbours: BM25 over each chunk together with its neighbours in the document (one before, one
   after; or two), over whole documents instead of chunks, bm25s' other BM25 formulas, and a
-  document scored by its best chunk plus a share of its second best (session 5).
+  document scored by its best chunk plus a share of its second best.
 - docconf: BM25's confidence measured over distinct documents (each scored by its best chunk)
   instead of chunks, whose neighbours share words (and, under windows, whole texts), with and
-  without the neighbour windows (session 6).
+  without the neighbour windows.
 - hubness: each chunk's cosine lowered by beta x its mean cosine to its k nearest chunks of
   other documents (hubness reduction, CSLS-like: a chunk close to everything is close to every
-  question too) (session 7).
+  question too).
 - centring: cosines after subtracting the chunks' mean vector, and after also removing the top
-  principal components ("all-but-the-top") (session 7).
+  principal components ("all-but-the-top").
 - paired: is a variant's nDCG@10 difference from the chosen setting more than noise? Per-question
   differences against other caches (--against) and the Porter stemmer, with a 95% bootstrap
-  interval and a sign-flip randomization p-value (session 4).
+  interval and a sign-flip randomization p-value.
 - late: "late-chunked" windows: means of consecutive sentence vectors (pooled at ingest).
 - windows: small-to-big; each chunk scored by its best window from a second cache built with
   smaller chunks (e.g. ASSISTANT_CHUNK_SIZE=600 ASSISTANT_CHUNK_OVERLAP=100), alone or with its
@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tune_retrieval import Cached, _bm25, _candidates, _tokens, confidence, convex_max, run, say
 
-from assistant.eval import RECALL_DEPTH, ndcg, score_runs
+from assistant.devtools.eval import RECALL_DEPTH, ndcg, score_runs
 
 WEIGHT = 0.8  # the chosen fusion's BM25 weight
 
@@ -96,7 +96,7 @@ def _fused_order(data: Cached, qi: int, cosine: np.ndarray, keyword: np.ndarray)
 
 def heading(data: Cached) -> None:
     from assistant.config import load_settings
-    from assistant.models import build_embeddings
+    from assistant.embedding.models import build_embeddings
 
     heads = [t.split("\n", 1)[0] for t in data.texts]
     unique = sorted(set(heads))
@@ -346,7 +346,7 @@ def centrality(data: Cached) -> None:
     import bm25s
 
     from assistant.config import load_settings
-    from assistant.models import build_embeddings
+    from assistant.embedding.models import build_embeddings
 
     model = build_embeddings(load_settings({})).model
     index = bm25s.BM25(k1=0.9, b=0.4)
@@ -409,7 +409,7 @@ def _sentence_vectors(cache: Path, data: Cached) -> list[np.ndarray]:
     saved = cache / "sentences.npz"
     if not saved.exists():
         from assistant.config import load_settings
-        from assistant.store import Store, build_client, collection_suffix
+        from assistant.index.store import Store, build_client, collection_suffix
 
         settings = load_settings(os.environ, index_dir=cache / "index")
         store = Store(build_client(settings), collection_suffix(settings))

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from assistant.config import Settings
-from assistant.documents import SUFFIXES, parse_document, refuse_unusable
+from assistant.documents.loading import SUFFIXES, parse_document, refuse_unusable
 from assistant.errors import DocumentError, InputError, TooLargeError
+from assistant.ingest.sync import SyncReport
 from assistant.service import Assistant
-from assistant.sync import SyncReport
 
 logger = logging.getLogger(__name__)
 

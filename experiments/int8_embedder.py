@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.models import TOKENIZER, ChunkVectors, SentenceEmbeddings, _pool_spans, resolve_model_path
+from assistant.embedding.models import TOKENIZER, ChunkVectors, SentenceEmbeddings, _pool_spans, resolve_model_path
 
 
 class Int8Embeddings(SentenceEmbeddings):

@@ -1,4 +1,4 @@
-"""Grounded answers: the evidence gate, the extractive composer, and refusals.
+"""The extractive composer: a cited answer from the best sentences of the passages.
 
 The composer needs no language model. It scores each sentence of the retrieved passages by
 cosine similarity to the question (sentence vectors were pooled at ingest from the same
@@ -10,96 +10,23 @@ each followed by its `[n]` citation marker.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from assistant.citations import Answer, Citation
-from assistant.questions import asks_for_figure, compared_subjects, definition_subject
-from assistant.retrieval import Passage
-from assistant.store import StoredChunk
+from assistant.answering.citations import Answer, Citation
+from assistant.answering.gate import OUT_OF_SCOPE, refuse
+from assistant.answering.questions import asks_for_figure, compared_subjects, definition_subject
+from assistant.answering.text import STOPWORDS, clean_sentence, key_terms, planted_instructions
+from assistant.index.store import StoredChunk
+from assistant.retrieval.retriever import Passage
 
-OUT_OF_SCOPE = (
-    "The guides don't cover this, so I won't guess. I answer questions about becoming and working "
-    "as a medical director: what the role involves, the path through medical school, residency, "
-    "board certification and licensure, the CMD credential in long-term care, moving up to Chief "
-    "Medical Officer, and the first 90 days in the job."
-)
 NO_FIGURE = "The guides don't give that figure. What they do say:"
-CLINICAL = (
-    "I can't advise on an individual patient's care, such as doses, diagnoses or treatments. "
-    "Please ask a clinician who knows the patient; in an emergency, call your local emergency "
-    "number. I can help with questions about the medical director role and career path."
-)
-
-# An instruction planted in a guide: quoted or obeyed, it would speak with the guide's authority.
-_ORDERS = re.compile(
-    r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}\b(instructions|rules|prompts?)\b"
-    r"|\byou are now\b|\bsystem prompt\b|\bnew instructions\b|\bdo not cite\b",
-    re.IGNORECASE,
-)
 # Sentences that only point elsewhere ("See the guide on residency.") say nothing on their own.
 _SIGNPOST = re.compile(
     r"\b(this guide|the guides? on|see the guide|other guides?|guide (covers|describes))\b", re.IGNORECASE
 )
-_MARKDOWN = [
-    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # links -> their text
-    (re.compile(r"[*_`]{1,3}([^*_`]+)[*_`]{1,3}"), r"\1"),  # emphasis and code
-    (re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+"), ""),  # list markers
-    (re.compile(r"^\s*>+\s*"), ""),  # quotes
-]
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "of",
-        "to",
-        "in",
-        "on",
-        "for",
-        "and",
-        "or",
-        "is",
-        "are",
-        "be",
-        "do",
-        "does",
-        "did",
-        "what",
-        "which",
-        "who",
-        "how",
-        "when",
-        "where",
-        "why",
-        "i",
-        "me",
-        "my",
-        "we",
-        "our",
-        "you",
-        "your",
-        "it",
-        "its",
-        "that",
-        "this",
-        "with",
-        "as",
-        "at",
-        "by",
-        "from",
-        "can",
-        "should",
-        "would",
-        "could",
-        "will",
-    ]
-)
-_TERM = re.compile(r"[a-z0-9]+")
-_SENTENCE_START = ".!?:>#*-\n"  # after these, a capital starts a sentence, a heading or an item
-_NAME = re.compile(r"[A-Z][\w-]*(?:\s+(?:of|and|for|on|[A-Z][\w-]*))*")  # "Match", "COMLEX", "Joint Commission"
 
 
 @dataclass(frozen=True)
@@ -117,92 +44,13 @@ class ComposerConfig:
     whole_list: int = 10  # a list of at most this many items is quoted whole when one item is chosen
 
 
-def names_subject(subject: str, passages: Sequence[Passage]) -> bool:
-    """True when a capitalised subject ("Match", "COMLEX") is a name some passage uses.
-
-    The passage must write it with the same capitals, inside a sentence rather than at its start
-    and outside headings, which are in title case ("... usually called the Match."): a name the
-    guides use is strong evidence for "what is X?", where the encoder scores a one-word term of
-    art near zero.
-    """
-    if not _NAME.fullmatch(subject):
-        return False
-    name = re.compile(rf"(?<![\w-]){re.escape(subject)}(?![\w])")
-    for passage in passages:
-        # The first line is the heading path, and headings are in title case.
-        body = [line for line in passage.chunk.text.split("\n")[1:] if not line.startswith("#")]
-        for line in body:
-            for found in name.finditer(line):
-                before = line[: found.start()].rstrip(" (")
-                if before and before[-1] not in _SENTENCE_START:
-                    return True
-    return False
-
-
-def planted_instructions(text: str) -> list[tuple[int, int]]:
-    """Spans of a guide's text that give orders: from such a sentence to the end of its paragraph."""
-    spans = []
-    for match in _ORDERS.finditer(text):
-        begin = match.start()
-        start = max(text.rfind(". ", 0, begin) + 1, text.rfind("\n", 0, begin) + 1, 0)
-        end = text.find("\n\n", begin)
-        spans.append((start, end if end != -1 else len(text)))
-    return spans
-
-
-def without_planted_instructions(text: str) -> str:
-    """The text with its planted instructions cut out (see planted_instructions)."""
-    for start, end in reversed(planted_instructions(text)):
-        text = text[:start] + " " + text[end:]
-    return text
-
-
-COVERAGE_WEIGHT = 0.2  # calibrated with the threshold; see docs/calibration.md
-MIN_COVERAGE = 0.15  # below this share of the question's words the passages are not about it (in-scope lowest: 0.29)
-
-
-def evidence_score(passages: list[Passage], coverage: float, phrase: bool = False) -> float:
-    """How well the passages support answering: best cosine similarity plus keyword coverage.
-
-    Coverage counts twice when the question's key terms appear as one phrase in a passage
-    (`Support.phrase`): MiniLM does not know many terms of art ("just culture"),
-    and an exact phrase is the evidence it misses. Under `MIN_COVERAGE` the evidence is 0.
-    """
-    if not passages or coverage < MIN_COVERAGE:
-        # "blorp medical zzzq directorate flumox?" is near the guides' reading lists in meaning
-        # (cosine 0.45) while they hold 2% of its words: the encoder is matching noise.
-        return 0.0
-    best = max(p.similarity for p in passages)
-    return best + COVERAGE_WEIGHT * coverage * (2 if phrase else 1)
-
-
-def focus_not_covered(passages: list[Passage], coverages: Sequence[float], lead: int | None) -> list[Passage]:
-    """Only one passage, when it says the guides do not answer the question; else all of them.
-
-    A guide tagged `not-covered` names topics the guides do not answer ("how much does a
-    medical director earn?"). Such questions still resemble every guide about medical
-    directors, so without this the answer would quote loosely related sentences with
-    confident citations. Such a section is the answer when it is the best-ranked passage and
-    holds the question's words (`coverages`, IDF-weighted, one per passage) at least as well
-    as any other passage, or when it holds the best sentence (`lead`, from `lead_passage`).
-    The service narrows before composing or generating, so both answer the same way.
-    """
-    if passages and passages[0].chunk.not_covered and coverages[0] >= max(coverages[1:], default=0.0):
-        return passages[:1]
-    if lead is not None and passages[lead].chunk.not_covered:
-        return [passages[lead]]
-    return passages
-
-
-def lead_passage(question: str, query_vector: np.ndarray, passages: list[Passage]) -> int | None:
+def lead_passage(
+    question: str, query_vector: np.ndarray, passages: list[Passage], config: ComposerConfig | None = None
+) -> int | None:
     """The index of the passage holding the composer's best sentence (None: nothing quotable)."""
-    candidates = [c for c in _candidates(passages, query_vector, _terms(question), ComposerConfig()) if c.selectable]
+    cfg = config or ComposerConfig()
+    candidates = [c for c in _candidates(passages, query_vector, key_terms(question), cfg) if c.selectable]
     return max(candidates, key=lambda c: c.score).passage if candidates else None
-
-
-def refuse(question: str, text: str, standalone: str = "") -> Answer:
-    """A refusal: no citations, a helpful message."""
-    return Answer(question=question, answer=text, refused=True, standalone_question=standalone)
 
 
 @dataclass(frozen=True)
@@ -264,7 +112,7 @@ def _candidates(
                 text = text[:1].upper() + text[1:]
             else:
                 continue
-            overlap = len(terms & _terms(f"{lead} {text}")) / len(terms) if terms else 0.0
+            overlap = len(terms & key_terms(f"{lead} {text}")) / len(terms) if terms else 0.0
             section = next((title for at, title in reversed(headings) if at < begin), chunk.section)
             # The passage's similarity speaks for its own section, not for the start of the next
             # one that the chunk runs into ("Where medical directors work" after "Other titles").
@@ -277,17 +125,17 @@ def _candidates(
             )
             out.append(
                 _Candidate(
-                    rank,
-                    lead,
-                    text,
-                    quote.rstrip(";,"),
-                    score,
-                    vector,
-                    begin,
-                    is_item,
-                    selectable,
-                    before,
-                    section,
+                    passage=rank,
+                    intro=lead,
+                    text=text,
+                    quote=quote.rstrip(";,"),
+                    score=score,
+                    vector=vector,
+                    order=begin,
+                    item=is_item,
+                    selectable=selectable,
+                    after=before,
+                    section=section,
                 )
             )
     return out
@@ -314,7 +162,7 @@ def compose_extractive(
         section = passages[0].chunk
         cited = Citation(1, section.source, section.title, section.section, _snippet([text]), passages[0].similarity)
         return Answer(question, f"{text} [1]", refused=False, citations=(cited,), standalone_question=standalone)
-    every = _candidates(passages, query_vector, _terms(standalone or question), cfg)
+    every = _candidates(passages, query_vector, key_terms(standalone or question), cfg)
     candidates = [c for c in every if not passages[c.passage].chunk.not_covered]
     if not candidates:
         return refuse(question, OUT_OF_SCOPE, standalone)
@@ -443,7 +291,7 @@ def _lines(chosen: list[_Candidate], numbers: list[int]) -> list[str]:
 def _redundant(a: _Candidate, b: _Candidate, cfg: ComposerConfig) -> bool:
     if float(a.vector @ b.vector) > cfg.redundancy:
         return True
-    wa, wb = _terms(a.text), _terms(b.text)
+    wa, wb = key_terms(a.text), key_terms(b.text)
     return bool(wa and wb) and len(wa & wb) / min(len(wa), len(wb)) >= cfg.overlap_redundancy
 
 
@@ -464,14 +312,6 @@ _LEANS_BACK = re.compile(
 )
 
 
-def clean_sentence(text: str) -> str:
-    """A sentence without Markdown decoration, on one line."""
-    text = " ".join(text.split())
-    for pattern, repl in _MARKDOWN:
-        text = pattern.sub(repl, text)
-    return text.strip()
-
-
 def _sentence_end(text: str) -> str:
     return text if text[-1:] in ".!?" else text + "."
 
@@ -484,7 +324,7 @@ def _snippet(sentences: list[str], limit: int = 320) -> str:
 def _namer(subject: str) -> Callable[[str], bool] | None:
     """A test for "this text names the subject": each of its words, whole (a plural allowed);
     an acronym with its capitals ("DO", not "do"). None when no word is left to look for."""
-    words = [w for w in _WORDS.findall(subject) if w.lower() not in _STOP or (w.isupper() and len(w) > 1)]
+    words = [w for w in _WORDS.findall(subject) if w.lower() not in STOPWORDS or (w.isupper() and len(w) > 1)]
     if not words:
         return None
     patterns = [
@@ -540,7 +380,3 @@ def _on_subject(pool: list[_Candidate], subject: str) -> tuple[list[_Candidate],
     )
     definitions = [c for c in naming if defines.match(c.text)]
     return naming, max(definitions, key=lambda c: c.score, default=None)
-
-
-def _terms(text: str) -> set[str]:
-    return {t[:6] for t in _TERM.findall(text.lower()) if t not in _STOP and len(t) > 2}

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from assistant.chunking import Chunk, chunk_document, split_sentences
 from assistant.config import Settings
-from assistant.documents import find_documents, load_document
-from assistant.models import ChunkVectors, build_embeddings
+from assistant.documents.chunking import Chunk, chunk_document, split_sentences
+from assistant.documents.loading import find_documents, load_document
+from assistant.embedding.models import ChunkVectors, build_embeddings
+from assistant.index.store import DocumentRecord
 from assistant.service import Assistant
-from assistant.store import DocumentRecord
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +272,7 @@ def bench_app(settings: Settings, index: Path, work: Path, load_seconds: float, 
     import sys
     import urllib.request
 
-    from assistant.loadtest import run_loadtest
+    from assistant.devtools.loadtest import run_loadtest
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -284,7 +284,7 @@ def bench_app(settings: Settings, index: Path, work: Path, load_seconds: float, 
         # the export the ingest above wrote, as a deployment's app finds it in its .data/models
         "ASSISTANT_MODEL_CACHE": str(settings.model_cache_dir.resolve()),
     }
-    app = Path(__file__).resolve().parent.parent / "app.py"
+    app = Path(__file__).resolve().parents[2] / "app.py"
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, str(app), "--port", str(port), "--index", str(index), "--no-sync"],

@@ -17,15 +17,16 @@ from typing import Any
 import gradio as gr
 from fastapi import FastAPI
 
-from assistant.admin import reingest, token_status, upload
-from assistant.citations import Answer
-from assistant.conversation import Turn, parse_history
-from assistant.documents import SUFFIXES
+from assistant.answering.citations import Answer
+from assistant.answering.conversation import Turn, parse_history
+from assistant.documents.loading import SUFFIXES
 from assistant.errors import AssistantError, InputError
-from assistant.feedback import Feedback, FeedbackStore
-from assistant.rendering import answer_html, partial_answer_html, user_html
 from assistant.service import Assistant, normalise_question
 from assistant.slot import AssistantSlot
+from assistant.web.admin import reingest, token_status, upload
+from assistant.web.failures import describe
+from assistant.web.feedback import Feedback, FeedbackStore
+from assistant.web.rendering import answer_html, partial_answer_html, user_html
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +114,7 @@ def respond(
                 state = {**state, "messages": messages}
             yield "", messages, state
     except AssistantError as exc:
-        logger.warning("chat answer failed: %s", exc)
-        raise gr.Error(html.escape(str(exc), quote=False)) from exc  # the toast renders HTML
+        raise gr.Error(html.escape(describe(exc), quote=False)) from exc  # the toast renders HTML
 
 
 def record_feedback(state: dict[str, Any], data: gr.LikeData, feedback: FeedbackStore) -> None:
@@ -150,7 +150,7 @@ def api_ask(
     try:
         return assistant.ask(question, parse_history(history)).to_json()
     except AssistantError as exc:  # read by programs (gradio_client), not rendered: plain text
-        raise gr.Error(str(exc)) from exc
+        raise gr.Error(describe(exc)) from exc
 
 
 def _ready(ready: AssistantSlot) -> Assistant | None:
@@ -189,7 +189,7 @@ def admin_reingest(ready: AssistantSlot, token: str) -> dict[str, Any]:
     try:
         return reingest(assistant).to_json()
     except AssistantError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise gr.Error(describe(exc)) from exc
 
 
 def admin_upload(ready: AssistantSlot, token: str, path: str | None) -> dict[str, Any]:
@@ -200,7 +200,7 @@ def admin_upload(ready: AssistantSlot, token: str, path: str | None) -> dict[str
     try:
         return upload(assistant, Path(path).name, Path(path).read_bytes()).to_json()
     except AssistantError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise gr.Error(describe(exc)) from exc
 
 
 def build_blocks(ready: AssistantSlot, feedback: FeedbackStore, allow: Callable[[str], bool]) -> gr.Blocks:

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from assistant.answer import clean_sentence, planted_instructions, without_planted_instructions
-from assistant.citations import Answer, Citation, markers_in, renumber
+from assistant.answering.citations import Answer, Citation, markers_in, renumber
+from assistant.answering.text import clean_sentence, planted_instructions, without_planted_instructions
 from assistant.errors import LLMError
-from assistant.retrieval import Passage
+from assistant.retrieval.retriever import Passage
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +81,7 @@ _NOT_COVERED = re.compile(
     r"\b(cover|mention|say|address|discuss|include|describe|specify)",
     re.IGNORECASE,
 )
-# Orders aimed at the assistant. Narrower than the question filter in answer.py on purpose:
-# guides legitimately say "act as a liaison", and support must not be taken from them for that.
+# Words of the support check: figures keep their separators ("1.5", "$300", "24-hour").
 _WORD = re.compile(r"[a-z0-9$]+(?:[.-][a-z0-9]+)*")
 _SUFFIX = re.compile(r"(ing|ed|es|s|ly)$")
 _FILLER_WORDS = (

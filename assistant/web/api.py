@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,148 +19,38 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from assistant.admin import reingest, token_status, upload
-from assistant.citations import Answer
+from assistant.answering.citations import Answer
+from assistant.answering.conversation import Turn, parse_history
 from assistant.config import Settings
-from assistant.conversation import Turn, parse_history
-from assistant.errors import AssistantError, InputError, StoreUnavailableError, TooLargeError
-from assistant.rendering import source_page
+from assistant.errors import AssistantError, InputError, StoreUnavailableError
 from assistant.service import Assistant
 from assistant.slot import AssistantSlot
+from assistant.web.admin import reingest, token_status, upload
+from assistant.web.failures import error_response, install_error_handler
+from assistant.web.middleware import (
+    API_MAX_BODY,
+    MULTIPART_SLACK,
+    Guard,
+    RateLimiter,
+    allowed_origins,
+    client_key,
+)
+from assistant.web.rendering import source_page
 
 logger = logging.getLogger(__name__)
 
-WEB_DIR = Path(__file__).parent / "web"
-API_MAX_BODY = 128 * 1024  # a question plus a long conversation fits easily
-ANY_MAX_BODY = 4 * 1024 * 1024  # everything else, Gradio's routes included
-MULTIPART_SLACK = 64 * 1024  # an upload's body may exceed its file's limit by the multipart headers
-_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+STATIC_DIR = Path(__file__).parent / "static"
 _PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'"
 )
 
 
-class RateLimiter:
-    """At most `limit` events per client in any `window`-second span (a sliding window)."""
-
-    def __init__(self, limit: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self._events: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, client: str) -> bool:
-        """Count one event for the client; False when it is over the limit (the event is not counted)."""
-        now = self.clock()
-        with self._lock:
-            if len(self._events) > 10_000:  # forget idle clients so memory stays bounded
-                self._events = {k: v for k, v in self._events.items() if v and v[-1] > now - self.window}
-            events = self._events.setdefault(client, deque())
-            while events and events[0] <= now - self.window:
-                events.popleft()
-            if len(events) >= self.limit:
-                return False
-            events.append(now)
-            return True
-
-    def retry_after(self, client: str) -> int:
-        """Seconds until the client may ask again."""
-        with self._lock:
-            events = self._events.get(client)
-            if not events:
-                return 0
-            return max(1, int(events[0] + self.window - self.clock()) + 1)
-
-
-def allowed_origins(settings: Settings) -> tuple[str, ...]:
-    """The configured origins that are well formed (scheme://host[:port]); others are dropped with a warning."""
-    good = []
-    for origin in settings.allowed_origins:
-        if _ORIGIN.match(origin):
-            good.append(origin)
-        else:
-            logger.warning("ASSISTANT_ALLOWED_ORIGINS: ignoring %r (expected e.g. https://example.org)", origin)
-    return tuple(good)
-
-
 def embed_csp(origins: Sequence[str]) -> str:
     """The Content-Security-Policy of /embed: our own resources only; framed by us and the allowed origins."""
     ancestors = " ".join(["'self'", *origins])
     return f"{_PAGE_CSP}; frame-ancestors {ancestors}"
-
-
-class Guard:
-    """ASGI middleware: refuse oversized bodies (413) and add security headers to every response.
-
-    A body is measured twice: by its Content-Length header before the route runs, and byte by
-    byte as it arrives, so a chunked body (no Content-Length) cannot slip past the limit. Admin
-    uploads (the API route and the Admin tab's Gradio upload) get the guide-size limit.
-    """
-
-    UPLOAD_PATHS = ("/api/admin/documents", "/gradio_api/upload")
-
-    def __init__(self, app: ASGIApp, upload_limit: int = ANY_MAX_BODY) -> None:
-        self.app = app
-        self.upload_limit = upload_limit
-
-    def limit_for(self, path: str) -> int:
-        if path in self.UPLOAD_PATHS:
-            return self.upload_limit
-        return API_MAX_BODY if path.startswith("/api/") else ANY_MAX_BODY
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.limit_for(scope["path"])
-        refusal = _error(413, f"the request body is over the {limit // 1024} KB limit")
-        length = dict(scope["headers"]).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > limit:
-            await refusal(scope, receive, send)
-            return
-        received = 0
-        too_large = started = False
-
-        async def receive_limited() -> Message:
-            nonlocal received, too_large
-            if too_large:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:  # the route sees a client that went away; we answer 413
-                    too_large = True
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def send_with_headers(message: Message) -> None:
-            nonlocal started
-            if too_large and not started:
-                return  # the 413 below is the response
-            if message["type"] == "http.response.start":
-                started = True
-                headers = list(message.get("headers", []))
-                names = {name.lower() for name, _ in headers}
-                headers.append((b"x-content-type-options", b"nosniff"))
-                headers.append((b"referrer-policy", b"same-origin"))
-                if b"content-security-policy" not in names:
-                    headers.append((b"content-security-policy", b"frame-ancestors 'self'"))
-                message["headers"] = headers
-            await send(message)
-
-        try:
-            await self.app(scope, receive_limited, send_with_headers)
-        except Exception:
-            if not too_large:
-                raise
-        if too_large and not started:
-            logger.warning("refused a %s body over %d bytes without a Content-Length", scope["path"], limit)
-            started = True
-            await refusal(scope, receive, send_with_headers)
 
 
 def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) -> FastAPI:
@@ -184,6 +70,7 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
         max_age=600,
     )
     app.add_middleware(Guard, upload_limit=int(settings.max_file_mb * 1_000_000) + MULTIPART_SLACK)
+    install_error_handler(app)
 
     def assistant() -> Assistant | None:
         if not ready.done() or ready.exception() is not None:
@@ -208,11 +95,11 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
         """A refusal for a cross-origin caller not allowed, or a client over its rate limit; else None."""
         origin = request.headers.get("origin")
         if origin and origin not in origins and urlsplit(origin).netloc != request.headers.get("host"):
-            return _error(403, "this origin may not call the assistant; see ASSISTANT_ALLOWED_ORIGINS")
+            return error_response(403, "this origin may not call the assistant; see ASSISTANT_ALLOWED_ORIGINS")
         client = client_key(request)
         if not limiter.allow(client):
             wait = limiter.retry_after(client)
-            return _error(
+            return error_response(
                 429,
                 f"too many questions; please wait {wait} s and ask again",
                 headers={"Retry-After": str(wait)},
@@ -225,11 +112,8 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
             return refusal
         body = await _read_limited(request, API_MAX_BODY)
         if body is None:
-            return _error(413, f"the request body is over the {API_MAX_BODY // 1024} KB limit")
-        try:
-            return parse_ask(body)
-        except InputError as exc:
-            return _error(400, str(exc))
+            return error_response(413, f"the request body is over the {API_MAX_BODY // 1024} KB limit")
+        return parse_ask(body)
 
     @app.post("/api/ask")
     async def ask(request: Request) -> Response:
@@ -238,16 +122,8 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
             return parsed
         current = assistant()
         if current is None:
-            return _error(503, "the assistant is still starting; try again in a few seconds")
-        try:
-            answer = await run_in_threadpool(current.ask, *parsed)
-        except InputError as exc:
-            return _error(400, str(exc))
-        except StoreUnavailableError as exc:
-            return _error(503, str(exc))
-        except AssistantError as exc:
-            logger.error("answer failed: %s", exc)
-            return _error(500, str(exc))
+            return error_response(503, "the assistant is still starting; try again in a few seconds")
+        answer = await run_in_threadpool(current.ask, *parsed)
         return JSONResponse(answer.to_json())
 
     @app.post("/api/stream")
@@ -258,17 +134,9 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
             return parsed
         current = assistant()
         if current is None:
-            return _error(503, "the assistant is still starting; try again in a few seconds")
+            return error_response(503, "the assistant is still starting; try again in a few seconds")
         events = current.stream(*parsed)
-        try:
-            first = await run_in_threadpool(next, events)
-        except InputError as exc:
-            return _error(400, str(exc))
-        except StoreUnavailableError as exc:
-            return _error(503, str(exc))
-        except AssistantError as exc:
-            logger.error("answer failed: %s", exc)
-            return _error(500, str(exc))
+        first = await run_in_threadpool(next, events)
         return StreamingResponse(
             iterate_in_threadpool(_ndjson(first, events)),
             media_type="application/x-ndjson",
@@ -293,30 +161,30 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
 
     @app.get("/embed")
     def embed() -> Response:
-        return FileResponse(WEB_DIR / "embed.html", headers={"Content-Security-Policy": embed_csp(origins)})
+        return FileResponse(STATIC_DIR / "embed.html", headers={"Content-Security-Policy": embed_csp(origins)})
 
     @app.get("/widget-demo")
     def widget_demo() -> Response:
         csp = _PAGE_CSP.replace("img-src", "frame-src 'self'; img-src") + "; frame-ancestors 'self'"
-        return FileResponse(WEB_DIR / "widget-demo.html", headers={"Content-Security-Policy": csp})
+        return FileResponse(STATIC_DIR / "widget-demo.html", headers={"Content-Security-Policy": csp})
 
     @app.get("/widget.js")
     def widget_js() -> Response:
         headers = {"Cache-Control": "public, max-age=300", "Cross-Origin-Resource-Policy": "cross-origin"}
-        return FileResponse(WEB_DIR / "widget.js", media_type="text/javascript; charset=utf-8", headers=headers)
+        return FileResponse(STATIC_DIR / "widget.js", media_type="text/javascript; charset=utf-8", headers=headers)
 
     def admin_target(request: Request) -> Assistant | Response:
         """The assistant an admin request acts on, or the response that refuses the request."""
         status = token_status(settings, request.headers.get("authorization"))
         if status == 404:
-            return _error(404, "admin routes are disabled; set ASSISTANT_ADMIN_TOKEN to enable them")
+            return error_response(404, "admin routes are disabled; set ASSISTANT_ADMIN_TOKEN to enable them")
         if status == 401:
-            return _error(
+            return error_response(
                 401, "a valid admin token is needed: Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
             )
         current = assistant()
         if current is None:
-            return _error(503, "the assistant is still starting; try again in a few seconds")
+            return error_response(503, "the assistant is still starting; try again in a few seconds")
         return current
 
     @app.post("/api/admin/ingest")
@@ -326,19 +194,15 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
             return current
         body = await _read_limited(request, API_MAX_BODY)
         if body is None:
-            return _error(413, f"the request body is over the {API_MAX_BODY // 1024} KB limit")
+            return error_response(413, f"the request body is over the {API_MAX_BODY // 1024} KB limit")
         try:
             payload = json.loads(body or b"{}")
-            paths = payload.get("paths", []) if isinstance(payload, dict) else None
-            if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-                raise InputError('the body must be {} or {"paths": ["/folder/or/file", ...]}')
-            report = await run_in_threadpool(reingest, current, [Path(p) for p in paths])
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, 'the body must be {} or {"paths": ["/folder/or/file", ...]}')
-        except InputError as exc:
-            return _error(400, str(exc))
-        except AssistantError as exc:
-            return _error(503, str(exc))
+            payload = None
+        paths = payload.get("paths", []) if isinstance(payload, dict) else None
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise InputError('the body must be {} or {"paths": ["/folder/or/file", ...]}')
+        report = await run_in_threadpool(reingest, current, [Path(p) for p in paths])
         return JSONResponse(report.to_json())
 
     @app.post("/api/admin/documents")
@@ -347,38 +211,29 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
         if isinstance(current, Response):
             return current
         limit = int(settings.max_file_mb * 1_000_000)
-        try:
-            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            try:
                 form = await request.form(max_files=1, max_fields=5, max_part_size=limit + MULTIPART_SLACK)
                 upload_file = form.get("file")
                 if upload_file is None or isinstance(upload_file, str):
                     raise InputError('send the guide as the multipart field "file"')
                 name, data = upload_file.filename or "", await upload_file.read()
-            else:
-                name = request.query_params.get("filename", "")
-                raw = await _read_limited(request, limit)
-                if raw is None:
-                    return _error(413, f"the file is over the {settings.max_file_mb:g} MB limit")
-                data = raw
-            report = await run_in_threadpool(upload, current, name, data)
-        except TooLargeError as exc:
-            return _error(413, str(exc))
-        except InputError as exc:
-            return _error(400, str(exc))
-        except AssistantError as exc:
-            return _error(503, str(exc))
-        except Exception as exc:  # a malformed multipart body
-            logger.warning("admin upload refused: %s", type(exc).__name__)
-            return _error(400, 'the upload could not be read; send multipart/form-data with a "file" field')
+            except AssistantError:
+                raise
+            except Exception as exc:  # a malformed multipart body; starlette's errors have no common base
+                logger.warning("admin upload refused: %s", type(exc).__name__)
+                raise InputError('the upload could not be read; send multipart/form-data with a "file" field') from exc
+        else:
+            name = request.query_params.get("filename", "")
+            raw = await _read_limited(request, limit)
+            if raw is None:
+                return error_response(413, f"the file is over the {settings.max_file_mb:g} MB limit")
+            data = raw
+        report = await run_in_threadpool(upload, current, name, data)
         return JSONResponse(report.to_json())
 
-    app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
+    app.mount("/web", StaticFiles(directory=STATIC_DIR), name="web")
     return app
-
-
-def client_key(request: Request) -> str:
-    """Who a request counts against for rate limiting: the peer address (proxies are not trusted)."""
-    return request.client.host if request.client else "unknown"
 
 
 def is_source_id(source: str) -> bool:
@@ -428,10 +283,6 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _message_page(title: str, message: str) -> str:

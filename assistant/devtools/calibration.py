@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from assistant.answering.questions import is_clinical_request
 from assistant.errors import InputError
-from assistant.questions import is_clinical_request
 from assistant.service import Assistant
 
 

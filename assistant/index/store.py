@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from assistant.chunking import Chunk
 from assistant.config import Settings
+from assistant.documents.chunking import Chunk
+from assistant.embedding.models import ChunkVectors
 from assistant.errors import IndexMissingError, StoreUnavailableError
-from assistant.models import ChunkVectors
 
 logger = logging.getLogger(__name__)
 
@@ -128,27 +128,28 @@ def list_indexes(client: Any) -> dict[str, dict[str, Any]]:
 
 
 def drop_index(client: Any, suffix: str) -> None:
-    """Delete an index's two collections."""
+    """Delete an index's two collections (one already gone is fine)."""
+    from chromadb.errors import NotFoundError
+
     for name in (f"chunks-{suffix}", f"docs-{suffix}"):
-        with _translated(), contextlib.suppress(Exception):
+        with _translated(), contextlib.suppress(NotFoundError):
             client.delete_collection(name)
     logger.info("removed the index %s", suffix)
 
 
 @contextlib.contextmanager
 def _translated() -> Iterator[None]:
-    """Turn a lost connection to a Chroma server into StoreUnavailableError."""
+    """Turn a lost connection to the vector store into StoreUnavailableError, by the error's type.
+
+    A Chroma server is reached through httpx, whose transport errors (refused, reset, timed out)
+    all derive from `httpx.TransportError`; the embedded store's disk errors are `OSError`s.
+    """
+    import httpx
+
     try:
         yield
-    except (ValueError, ConnectionError, OSError) as exc:
-        text = str(exc)
-        if "connect" in text.lower() or isinstance(exc, (ConnectionError, OSError)):
-            raise StoreUnavailableError(f"the vector store is unavailable: {text}") from exc
-        raise
-    except Exception as exc:
-        if type(exc).__module__.startswith(("httpx", "httpcore")):
-            raise StoreUnavailableError(f"the vector store is unavailable: {exc}") from exc
-        raise
+    except (httpx.TransportError, OSError) as exc:
+        raise StoreUnavailableError(f"the vector store is unavailable: {exc}") from exc
 
 
 class Store:

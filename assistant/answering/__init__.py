@@ -1,0 +1,1 @@
+"""Passages -> a cited answer: question analysis, the evidence gate, the composer, generation."""

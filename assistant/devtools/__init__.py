@@ -1,0 +1,1 @@
+"""Evaluation, calibration, benchmarks and the load test, run by `python -m assistant ...`."""

@@ -1,0 +1,1 @@
+"""Incremental ingest: guides on disk -> chunks in the index, with a journal."""

@@ -1,0 +1,1 @@
+"""Question -> ranked passages: dense search, BM25 keywords, fusion, late interaction."""

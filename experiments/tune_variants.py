@@ -1,18 +1,18 @@
 """More retrieval variants scored on a tune_retrieval cache (docs/history.md).
 
-    python scripts/tune_variants.py heading ../shared/eval/scifact --cache /tmp/tune/scifact
-    python scripts/tune_variants.py rm3 ../shared/eval/scifact --cache /tmp/tune/scifact
-    python scripts/tune_variants.py prf ../shared/eval/scifact --cache /tmp/tune/scifact
-    python scripts/tune_variants.py late ../shared/eval/scifact --cache /tmp/tune/scifact
-    python scripts/tune_variants.py docbm25 ../shared/eval/scifact --cache /tmp/tune/scifact
-    python scripts/tune_variants.py centrality ../shared/eval/scifact --cache /tmp/tune/scifact
-    python scripts/tune_variants.py neighbours ../shared/eval/scifact --cache /tmp/tune/scifact
-    python scripts/tune_variants.py docconf ../shared/eval/scifact --cache /tmp/tune/scifact
-    python scripts/tune_variants.py hubness ../shared/eval/scifact --cache /tmp/tune/scifact
-    python scripts/tune_variants.py centring ../shared/eval/scifact --cache /tmp/tune/scifact
-    python scripts/tune_variants.py paired ../shared/eval/scifact --cache /tmp/tune/scifact \
+    python experiments/tune_variants.py heading ../shared/eval/scifact --cache /tmp/tune/scifact
+    python experiments/tune_variants.py rm3 ../shared/eval/scifact --cache /tmp/tune/scifact
+    python experiments/tune_variants.py prf ../shared/eval/scifact --cache /tmp/tune/scifact
+    python experiments/tune_variants.py late ../shared/eval/scifact --cache /tmp/tune/scifact
+    python experiments/tune_variants.py docbm25 ../shared/eval/scifact --cache /tmp/tune/scifact
+    python experiments/tune_variants.py centrality ../shared/eval/scifact --cache /tmp/tune/scifact
+    python experiments/tune_variants.py neighbours ../shared/eval/scifact --cache /tmp/tune/scifact
+    python experiments/tune_variants.py docconf ../shared/eval/scifact --cache /tmp/tune/scifact
+    python experiments/tune_variants.py hubness ../shared/eval/scifact --cache /tmp/tune/scifact
+    python experiments/tune_variants.py centring ../shared/eval/scifact --cache /tmp/tune/scifact
+    python experiments/tune_variants.py paired ../shared/eval/scifact --cache /tmp/tune/scifact \
         --against /tmp/tune/scifact600 --against /tmp/tune/scifact-t160
-    python scripts/tune_variants.py windows ../shared/eval/scifact --cache /tmp/tune/scifact \
+    python experiments/tune_variants.py windows ../shared/eval/scifact --cache /tmp/tune/scifact \
         --windows /tmp/tune/scifact600
 
 Each prints table rows (setting | nDCG@10 | R@100 | MRR@10) under the chosen fusion

@@ -22,7 +22,8 @@ MIN_PIECE_CHARS = 200  # smaller pieces are merged with a neighbour
 # version even though their files did not change.
 # 2: a section merged into the chunk before it keeps its heading as a Markdown heading.
 # 3: chunks also store their token vectors (sign bits) for late interaction.
-CHUNKING_VERSION = 3
+# 4: a soft-wrapped line continues its sentence (split_sentences).
+CHUNKING_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -132,11 +133,16 @@ _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\"'(\[])")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Return (start, end) character spans of the sentences of a text, in order."""
+    """Return (start, end) character spans of the sentences of a text, in order.
+
+    A line break ends a sentence unless the line is soft-wrapped: it ends without closing
+    punctuation and the next line continues the paragraph (no heading, list item, table row or
+    quote starts it). PDF text and hard-wrapped plain text break lines mid-sentence ("... and
+    quarantine" / "began to be introduced from 23 January"), and each half alone says nothing.
+    """
     spans: list[tuple[int, int]] = []
-    for block in re.finditer(r"[^\n]+", text):
-        start = block.start()
-        line = block.group()
+    for start, end in _paragraph_lines(text):
+        line = text[start:end]
         cursor = 0
         for match in _BOUNDARY.finditer(line):
             if _ABBREV.search(line[: match.start()]):
@@ -145,6 +151,31 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
             cursor = match.end()
         _add_span(spans, line, start, cursor, len(line))
     return spans
+
+
+# A line that starts a block of its own: heading, list item, table row, quote.
+_BLOCK_START = re.compile(r"^\s*(?:#|[-*+•]\s|\d+[.)]\s|\||>)")
+_LINE_CLOSED = re.compile(r"[.!?:;][\"')\]]*\s*$")
+
+
+def _paragraph_lines(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each logical line: soft-wrapped lines joined with the one before."""
+    out: list[tuple[int, int]] = []
+    for line in re.finditer(r"[^\n]+", text):
+        start, end = line.span()
+        previous = text[out[-1][0] : out[-1][1]] if out else ""
+        if (
+            out
+            and text[out[-1][1] : start].count("\n") == 1
+            and not _LINE_CLOSED.search(previous)
+            and not _BLOCK_START.match(line.group())
+            and not _BLOCK_START.match(previous.splitlines()[0])
+            and line.group().strip()
+        ):
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
 
 
 def _add_span(spans: list[tuple[int, int]], line: str, offset: int, begin: int, end: int) -> None:

@@ -1,4 +1,4 @@
-"""`python -m assistant SUBCOMMAND`: ask, eval-beir, bench, feedback.
+"""`python -m assistant SUBCOMMAND`: ask, eval-beir, eval-answers, bench, calibrate, feedback.
 
 Exit status: 0 ok; 1 a question could not be answered (bad input, batch line errors);
 2 usage error; 3 the index is missing or the store is unavailable.
@@ -36,6 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     beir.add_argument("--k", type=int, default=10, help="cut-off for nDCG and MRR (default 10)")
     beir.add_argument("--split", default="test", help="qrels split to evaluate (default test)")
     beir.add_argument("--limit", type=int, help="evaluate only the first N queries (a quick slice)")
+
+    answers = sub.add_parser(
+        "eval-answers", help="score the answers' lead sentences against gold spans, with baselines"
+    )
+    answers.add_argument(
+        "dataset", type=Path, nargs="?", help="folder with articles/ and questions.jsonl (omit with --gold)"
+    )
+    answers.add_argument(
+        "--gold", action="store_true", help="the shipped corpus/ with tests/gold_questions.jsonl (key phrases)"
+    )
+    answers.add_argument("--json", action="store_true", help="print the figures as JSON")
+    answers.add_argument("--limit", type=int, help="only the first N questions (a quick slice)")
+    answers.add_argument("--details", type=Path, help="write one JSON line per question to this file")
 
     bench = sub.add_parser("bench", help="measure ingest throughput, re-ingest and query latency")
     bench.add_argument("--quick", action="store_true", help="one small corpus; under a minute")
@@ -100,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args, settings)
         if args.command == "eval-beir":
             return _eval_beir(args, settings)
+        if args.command == "eval-answers":
+            return _eval_answers(args, settings)
         if args.command == "feedback":
             return _feedback(settings)
     except (IndexMissingError, StoreUnavailableError) as exc:
@@ -186,6 +201,26 @@ def _eval_beir(args: argparse.Namespace, settings) -> int:  # type: ignore[no-un
         return 2
     figures = evaluate_beir(args.dataset, settings, k=args.k, split=args.split, limit=args.limit)
     print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
+    return 0
+
+
+def _eval_answers(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
+    from assistant.devtools.answer_eval import evaluate_answers, iter_lines
+
+    if bool(args.dataset) == bool(args.gold):
+        print("error: give either a DATASET folder or --gold", file=sys.stderr)
+        return 2
+    root = Path(__file__).resolve().parent.parent
+    articles, questions = (
+        (root / "corpus", root / "tests" / "gold_questions.jsonl")
+        if args.gold
+        else (args.dataset / "articles", args.dataset / "questions.jsonl")
+    )
+    if not questions.is_file() or not articles.is_dir():
+        print(f"error: {args.dataset} needs articles/ and questions.jsonl", file=sys.stderr)
+        return 2
+    figures = evaluate_answers(articles, questions, settings, limit=args.limit, details=args.details)
+    print(json.dumps(figures) if args.json else "\n".join(iter_lines(figures)))
     return 0
 
 

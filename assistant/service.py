@@ -25,9 +25,17 @@ import numpy as np
 
 from assistant.answering import gate
 from assistant.answering.citations import Answer
-from assistant.answering.composer import ComposerConfig, compose_extractive, lead_passage
+from assistant.answering.composer import ComposerConfig, compose_extractive, lead_passage, rank_passages
 from assistant.answering.conversation import Turn, standalone_question
-from assistant.answering.gate import CLINICAL, OUT_OF_SCOPE, focus_not_covered, refuse
+from assistant.answering.gate import (
+    CLINICAL,
+    CLINICAL_REASON,
+    OUT_OF_SCOPE,
+    OUT_OF_SCOPE_REASON,
+    WEAK_EVIDENCE_REASON,
+    focus_not_covered,
+    refuse,
+)
 from assistant.answering.generation import (
     UNAVAILABLE_NOTICE,
     UNGROUNDED_NOTICE,
@@ -36,6 +44,7 @@ from assistant.answering.generation import (
     stream_reply,
 )
 from assistant.answering.questions import is_clinical_request, strip_injection
+from assistant.answering.ranker import QuestionTerms
 from assistant.config import Settings
 from assistant.embedding.models import SentenceEmbeddings, build_chat_model, build_embeddings
 from assistant.errors import InputError, LLMError
@@ -75,6 +84,7 @@ class _Grounds:
     query: str
     query_vector: np.ndarray
     passages: list[Passage]
+    terms: QuestionTerms
 
 
 class Assistant:
@@ -188,18 +198,23 @@ class Assistant:
         if is_clinical_request(text):
             # The text may describe a patient: log its size and a digest only.
             logger.info("refused (clinical): %d characters, sha256 %s", len(text), _digest(text))
-            return refuse(text, CLINICAL)
+            return refuse(text, CLINICAL, CLINICAL_REASON)
         query = strip_injection(standalone_question(text, history))
         if not query:
-            return refuse(text, OUT_OF_SCOPE)
+            return refuse(text, OUT_OF_SCOPE, OUT_OF_SCOPE_REASON)
         passages, evidence = self.weigh(query)
         if evidence < self.settings.min_evidence:
             logger.info("refused (weak evidence %.3f): %.80s", evidence, text)
-            return refuse(text, OUT_OF_SCOPE, query)
+            return refuse(text, OUT_OF_SCOPE, WEAK_EVIDENCE_REASON, query)
         coverages = [self.retriever.support(query, [p]).coverage for p in passages]
         query_vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
-        lead = lead_passage(query, query_vector, passages, self.composer)
-        return _Grounds(text, query, query_vector, focus_not_covered(passages, coverages, lead))
+        terms = self.question_terms(query)
+        lead = lead_passage(query, query_vector, passages, self.composer, terms)
+        return _Grounds(text, query, query_vector, focus_not_covered(passages, coverages, lead), terms)
+
+    def question_terms(self, query: str) -> QuestionTerms:
+        """The question's terms weighted by their idf over the index (what the sentence ranker reads)."""
+        return QuestionTerms(self.retriever.term_weights(query), self.retriever.terms_of)
 
     def weigh(self, query: str) -> tuple[list[Passage], float]:
         """The passages for a question and the evidence that they answer it (see `gate.weigh`)."""
@@ -207,13 +222,21 @@ class Assistant:
 
     def _extractive(self, grounds: _Grounds) -> Answer:
         return compose_extractive(
-            grounds.question, grounds.query_vector, grounds.passages, self.composer, standalone=grounds.query
+            grounds.question,
+            grounds.query_vector,
+            grounds.passages,
+            self.composer,
+            standalone=grounds.query,
+            terms=grounds.terms,
         )
 
     def _generate(self, model: BaseChatModel, grounds: _Grounds) -> Iterator[str | Answer]:
         """Stream the model's answer, then check it; any failure falls back to the extractive answer."""
         pieces: list[str] = []
-        messages = build_messages(grounds.query, grounds.passages)
+        # The model reads the passages likeliest to answer first (the composer's ranker orders them).
+        order = rank_passages(grounds.query, grounds.query_vector, grounds.passages, self.composer, grounds.terms)
+        passages = [grounds.passages[k] for k in order] + [p for k, p in enumerate(grounds.passages) if k not in order]
+        messages = build_messages(grounds.query, passages)
         try:
             for delta in stream_reply(model, messages, self.settings.llm_timeout):
                 pieces.append(delta)
@@ -225,7 +248,7 @@ class Assistant:
                 yield from _lines(fallback.answer)
             yield fallback
             return
-        answer = check_reply(grounds.question, "".join(pieces), grounds.passages, standalone=grounds.query)
+        answer = check_reply(grounds.question, "".join(pieces), passages, standalone=grounds.query)
         if answer is None:
             logger.warning("LLM answer had no valid citation, answering extractively: %.80s", grounds.question)
             answer = dataclasses.replace(self._extractive(grounds), notice=UNGROUNDED_NOTICE)

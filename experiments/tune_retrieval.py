@@ -447,7 +447,9 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, required=True, help="where the index and vectors are kept")
     parser.add_argument("--split", default="train", help="qrels split to score (tune on train)")
     parser.add_argument("--max-tokens", type=int, default=0, help="build: at most this many word pieces a chunk")
-    parser.add_argument("--int8", type=Path, help="build: embed with this int8 ONNX MiniLM (experiments/int8_embedder.py)")
+    parser.add_argument(
+        "--int8", type=Path, help="build: embed with this int8 ONNX MiniLM (experiments/int8_embedder.py)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.command == "build":

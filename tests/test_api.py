@@ -81,6 +81,27 @@ def test_stream_sends_pieces_then_the_answer(server: AppServer) -> None:
 
 
 @pytest.mark.parametrize(
+    ("question", "reason"),
+    [
+        ("How much does a medical director earn?", "not_covered"),
+        ("What dose of ibuprofen should I give my child?", "clinical"),
+        ("What's the capital of France?", "weak_evidence"),
+    ],
+)
+def test_declines_say_why_through_ask_and_stream(server: AppServer, question: str, reason: str) -> None:
+    status, _, answer = post_json(server.url + "/api/ask", {"question": question})
+    assert status == 200 and answer["refused"] is True and answer["reason"] == reason
+    status, _, body = request(server.url + "/api/stream", "POST", json.dumps({"question": question}).encode())
+    final = json.loads(body.decode().splitlines()[-1])["answer"]
+    assert status == 200 and final["refused"] is True and final["reason"] == reason
+
+
+def test_an_answer_has_no_reason(server: AppServer) -> None:
+    _, _, answer = post_json(server.url + "/api/ask", {"question": "How long is residency?"})
+    assert answer["refused"] is False and answer["reason"] is None
+
+
+@pytest.mark.parametrize(
     "body",
     [
         b"not json",

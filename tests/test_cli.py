@@ -71,6 +71,13 @@ def test_ask_batch_answers_in_order(corpus_index: Path, tmp_path: Path, capsys) 
     assert "QAPI" in lines[3]["answer"]
 
 
+def test_ask_json_says_a_not_covered_topic_is_declined(corpus_index: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    status = assistant_main(["ask", "How much does a medical director earn?", "--index", str(corpus_index), "--json"])
+    answer = json.loads(capsys.readouterr().out)
+    assert status == 0 and answer["refused"] is True and answer["reason"] == "not_covered"
+    assert [c["source"] for c in answer["citations"]] == ["questions-the-guides-do-not-answer.md"]
+
+
 def test_ask_without_an_index_says_to_ingest(tmp_path: Path) -> None:
     result = subprocess.run(
         [PYTHON, "-m", "assistant", "ask", "How long is residency?", "--index", str(tmp_path / "none")],

@@ -172,6 +172,20 @@ def test_an_allowed_site_gets_cited_answers_and_every_request_stays_on_the_two_o
     assert any(u.startswith(sites.app.url + "/api/stream") for u in urls)
 
 
+def test_a_topic_the_guides_do_not_cover_is_shown_as_a_decline_with_its_reason(page: Page, sites: Sites) -> None:
+    page.goto(sites.allowed + "/index.html", wait_until="load")
+    launcher(page).click()
+    frame = page.frame_locator("iframe")
+    with page.expect_response(lambda r: r.url.startswith(sites.app.url + "/api/stream")) as streamed:
+        frame.locator("#question").fill("How much does a medical director earn?")
+        page.keyboard.press("Enter")
+    events = [json.loads(line) for line in streamed.value.text().splitlines()]
+    assert events[-1]["answer"]["refused"] is True and events[-1]["answer"]["reason"] == "not_covered"
+    answer = frame.locator(".message.assistant.refused").last
+    expect(answer).to_have_attribute("data-reason", "not_covered", timeout=60_000)
+    expect(answer).to_contain_text("The guides do not say how much a medical director earns")
+
+
 def test_attributes_are_data_and_the_host_css_cannot_reach_the_widget(page: Page, sites: Sites) -> None:
     page.goto(sites.allowed + "/index.html", wait_until="load")
     button = launcher(page)

@@ -47,6 +47,7 @@ class Answer:
     standalone_question: str = ""  # the question as retrieval saw it (follow-ups rewritten)
     notice: str = ""  # e.g. "the language model was unavailable; showing the extractive answer"
     mode: str = "extractive"  # or "llm"
+    reason: str | None = None  # why a refusal declines: clinical, out_of_scope, weak_evidence, not_covered
 
     def to_json(self) -> dict[str, Any]:
         """The contract's answer object (plus a few extra keys)."""
@@ -54,6 +55,7 @@ class Answer:
             "question": self.question,
             "answer": self.answer,
             "refused": self.refused,
+            "reason": self.reason if self.refused else None,
             "citations": [c.to_json() for c in self.citations],
             "standalone_question": self.standalone_question or self.question,
             "notice": self.notice,

@@ -1,23 +1,31 @@
 """The extractive composer: a cited answer from the best sentences of the passages.
 
-The composer needs no language model. It scores each sentence of the retrieved passages by
-cosine similarity to the question (sentence vectors were pooled at ingest from the same
-encoder pass as their chunk), adds a little for shared keywords and passage rank, keeps the
-best few that say different things, and writes them as a lead sentence plus bullet points,
-each followed by its `[n]` citation marker.
+The composer needs no language model. The ranker (`ranker.py`, weights learned from data)
+gives each sentence of the retrieved passages its chance of being the one that answers; the
+composer leads with the best, keeps the few near it that say something new, and writes them as
+a lead sentence plus bullet points, each followed by its `[n]` citation marker.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from assistant.answering.citations import Answer, Citation
-from assistant.answering.gate import OUT_OF_SCOPE, refuse
+from assistant.answering.gate import (
+    NOT_COVERED_REASON,
+    OUT_OF_SCOPE,
+    OUT_OF_SCOPE_REASON,
+    WEAK_EVIDENCE_REASON,
+    refuse,
+)
 from assistant.answering.questions import asks_for_figure, compared_subjects, definition_subject
+from assistant.answering.ranker import QuestionTerms, Ranker, SentenceView, features, shipped_ranker
 from assistant.answering.text import STOPWORDS, clean_sentence, key_terms, planted_instructions
 from assistant.index.store import StoredChunk
 from assistant.retrieval.retriever import Passage
@@ -35,22 +43,52 @@ class ComposerConfig:
 
     max_sentences: int = 5
     min_words: int = 6
-    relative_floor: float = 0.72  # keep sentences scoring at least this share of the best
+    relative_floor: float = 0.01  # keep sentences whose chance of answering is at least this share of the best's
+    max_words: int = 75  # add no sentence that would take the answer past this many words
     redundancy: float = 0.95  # skip a sentence this similar to one kept (pooled vectors of one chunk are close)
     overlap_redundancy: float = 0.7  # ... or sharing this share of its words with one kept
-    keyword_bonus: float = 0.15
-    rank_bonus: float = 0.05
-    context_weight: float = 0.3  # how much the whole passage's similarity counts for its sentences
     whole_list: int = 10  # a list of at most this many items is quoted whole when one item is chosen
 
 
 def lead_passage(
-    question: str, query_vector: np.ndarray, passages: list[Passage], config: ComposerConfig | None = None
+    question: str,
+    query_vector: np.ndarray,
+    passages: list[Passage],
+    config: ComposerConfig | None = None,
+    terms: QuestionTerms | None = None,
 ) -> int | None:
     """The index of the passage holding the composer's best sentence (None: nothing quotable)."""
-    cfg = config or ComposerConfig()
-    candidates = [c for c in _candidates(passages, query_vector, key_terms(question), cfg) if c.selectable]
-    return max(candidates, key=lambda c: c.score).passage if candidates else None
+    order = rank_passages(question, query_vector, passages, config, terms)
+    return order[0] if order else None
+
+
+def rank_passages(
+    question: str,
+    query_vector: np.ndarray,
+    passages: list[Passage],
+    config: ComposerConfig | None = None,
+    terms: QuestionTerms | None = None,
+) -> list[int]:
+    """Indexes of the passages with a quotable sentence, likeliest answer first (by their best sentence)."""
+    best: dict[int, float] = {}
+    for c in _candidates(question, passages, query_vector, terms, config or ComposerConfig()):
+        if c.selectable:
+            best[c.passage] = max(best.get(c.passage, 0.0), c.score)
+    return sorted(best, key=lambda k: (-best[k], k))
+
+
+def plain_terms(question: str) -> QuestionTerms:
+    """Question terms without an index's idf (every word weighs one): for callers without a retriever."""
+    return QuestionTerms({t: 1.0 for t in key_terms(question)}, lambda texts: [key_terms(t) for t in texts])
+
+
+def sentence_table(
+    question: str, query_vector: np.ndarray, passages: list[Passage], terms: QuestionTerms
+) -> list[tuple[str, np.ndarray]]:
+    """Every sentence the composer could lead with and its ranker features (to fit the ranker)."""
+    cands = [c for c in _candidates(question, passages, query_vector, terms, ComposerConfig()) if c.selectable]
+    rows = features(question, terms, [c.view for c in cands if c.view is not None])
+    return [(f"{c.intro} {c.text}".strip(), row) for c, row in zip(cands, rows)]
 
 
 @dataclass(frozen=True)
@@ -59,20 +97,26 @@ class _Candidate:
     intro: str  # for a list item: the sentence that introduces the list, ending with ":"
     text: str  # the sentence, or the list item without its closing punctuation
     quote: str  # the words as they stand in the guide, for the citation snippet
-    score: float
+    score: float  # the ranker's chance that this sentence is the one that answers
     vector: np.ndarray
     order: int = 0  # where the sentence stands in its passage
     item: bool = False  # a list item in the guide
     selectable: bool = True  # False: too short to be chosen alone ("physics;"), quoted with its list
     after: int = -1  # where the sentence before it in the passage stands (-1: none)
     section: str = ""  # the guide section the sentence is in (a chunk can hold the start of the next)
+    view: SentenceView | None = None  # what the ranker reads of it
 
 
 def _candidates(
-    passages: list[Passage], query_vector: np.ndarray, terms: set[str], cfg: ComposerConfig
+    question: str,
+    passages: list[Passage],
+    query_vector: np.ndarray,
+    terms: QuestionTerms | None,
+    cfg: ComposerConfig,
+    ranker: Ranker | None = None,
 ) -> list[_Candidate]:
-    """Every quotable sentence of the passages with its score against the question."""
-    out = []
+    """Every quotable sentence of the passages, scored by the ranker's chance that it answers."""
+    out: list[_Candidate] = []
     for rank, passage in enumerate(passages):
         chunk = passage.chunk
         intro = ""
@@ -112,32 +156,54 @@ def _candidates(
                 text = text[:1].upper() + text[1:]
             else:
                 continue
-            overlap = len(terms & key_terms(f"{lead} {text}")) / len(terms) if terms else 0.0
             section = next((title for at, title in reversed(headings) if at < begin), chunk.section)
-            # The passage's similarity speaks for its own section, not for the start of the next
-            # one that the chunk runs into ("Where medical directors work" after "Other titles").
-            context = passage.similarity if section == chunk.section else 0.0
-            score = (
-                float(vector @ query_vector)
-                + cfg.context_weight * context
-                + cfg.keyword_bonus * overlap
-                + cfg.rank_bonus / (rank + 1)
-            )
             out.append(
                 _Candidate(
                     passage=rank,
                     intro=lead,
                     text=text,
                     quote=quote.rstrip(";,"),
-                    score=score,
+                    score=0.0,
                     vector=vector,
                     order=begin,
                     item=is_item,
                     selectable=selectable,
                     after=before,
                     section=section,
+                    view=SentenceView(
+                        text=f"{lead} {text}".strip(),
+                        cosine=float(vector @ query_vector),
+                        passage_rank=rank,
+                        passage_similarity=passage.similarity,
+                        heading=f"{chunk.title} {section}",
+                        index=0,
+                        count=0,
+                        list_item=is_item,
+                        other_section=section != chunk.section,
+                        text_before=out[-1].quote if out and out[-1].passage == rank else "",
+                    ),
                 )
             )
+    out = _placed(out)
+    rows = features(question, terms or plain_terms(question), [c.view for c in out if c.view is not None])
+    scores = (ranker or shipped_ranker()).scores(rows)
+    chances = np.exp(scores - scores.max()) if len(scores) else scores
+    chances = chances / chances.sum() if len(chances) else chances
+    return [dataclasses.replace(c, score=float(p)) for c, p in zip(out, chances)]
+
+
+def _placed(candidates: list[_Candidate]) -> list[_Candidate]:
+    """The candidates with their place among their passage's sentences, and the sentence after, filled in."""
+    count = Counter(c.passage for c in candidates)
+    seen: Counter[int] = Counter()
+    out = []
+    for k, c in enumerate(candidates):
+        assert c.view is not None
+        following = candidates[k + 1] if k + 1 < len(candidates) else None
+        after = following.quote if following is not None and following.passage == c.passage else ""
+        view = dataclasses.replace(c.view, index=seen[c.passage], count=count[c.passage], text_after=after)
+        out.append(dataclasses.replace(c, view=view))
+        seen[c.passage] += 1
     return out
 
 
@@ -147,6 +213,7 @@ def compose_extractive(
     passages: list[Passage],
     config: ComposerConfig | None = None,
     standalone: str = "",
+    terms: QuestionTerms | None = None,
 ) -> Answer:
     """Build a cited answer from the best sentences of the passages.
 
@@ -158,19 +225,34 @@ def compose_extractive(
     if passages and all(p.chunk.not_covered for p in passages):
         text = _whole_section(passages[0].chunk)
         if not text:
-            return refuse(question, OUT_OF_SCOPE, standalone)
+            return refuse(question, OUT_OF_SCOPE, OUT_OF_SCOPE_REASON, standalone)
         section = passages[0].chunk
         cited = Citation(1, section.source, section.title, section.section, _snippet([text]), passages[0].similarity)
-        return Answer(question, f"{text} [1]", refused=False, citations=(cited,), standalone_question=standalone)
-    every = _candidates(passages, query_vector, key_terms(standalone or question), cfg)
+        return Answer(
+            question,
+            f"{text} [1]",
+            refused=True,
+            citations=(cited,),
+            standalone_question=standalone,
+            reason=NOT_COVERED_REASON,
+        )
+    every = _candidates(standalone or question, passages, query_vector, terms, cfg)
     candidates = [c for c in every if not passages[c.passage].chunk.not_covered]
     if not candidates:
-        return refuse(question, OUT_OF_SCOPE, standalone)
+        return refuse(question, OUT_OF_SCOPE, OUT_OF_SCOPE_REASON, standalone)
     pool = [c for c in candidates if c.selectable]
+    if not pool:  # only list items too short to stand alone, and no sentence introducing them
+        return refuse(question, OUT_OF_SCOPE, WEAK_EVIDENCE_REASON, standalone)
     naming, definition = _on_subject(pool, definition_subject(standalone or question))
     chosen = _both_sides(_best_sentences(naming or pool, cfg), pool, compared_subjects(standalone or question), cfg)
-    # A sentence that leans on the one before it ("In that case it may...") cannot lead.
-    lead = definition or next((c for c in chosen if not _LEANS_BACK.match(c.text)), chosen[0])
+    # A sentence that leans on the one before it ("In that case it may...") cannot lead; when all
+    # do, the best one's antecedent leads it, and without one there is nothing safe to quote.
+    lead = definition or next((c for c in chosen if not _LEANS_BACK.match(c.text)), None)
+    if lead is None:
+        lead = next((c for c in candidates if (c.passage, c.order) == (chosen[0].passage, chosen[0].after)), None)
+        if lead is None:
+            return refuse(question, OUT_OF_SCOPE, WEAK_EVIDENCE_REASON, standalone)
+        chosen = [lead, *chosen]
     chosen = _whole_lists([lead, *(c for c in chosen if c is not lead)][: cfg.max_sentences], candidates, cfg)
     chosen = _not_dangling(chosen)
     # One number per guide section: two chunks of one section are one source to the reader, and
@@ -234,16 +316,19 @@ def _whole_section(chunk: StoredChunk) -> str:
 
 
 def _best_sentences(candidates: list[_Candidate], cfg: ComposerConfig) -> list[_Candidate]:
-    """The highest-scoring sentences, near the best and not repeating one another."""
+    """The likeliest sentences, near the best, not repeating one another, within the word budget."""
     ranked = sorted(candidates, key=lambda c: -c.score)
     best = ranked[0].score
     chosen: list[_Candidate] = []
+    words = 0
     for cand in ranked:
         if len(chosen) == cfg.max_sentences or cand.score < best * cfg.relative_floor:
             break
-        if any(_redundant(cand, c, cfg) for c in chosen):
+        size = len(f"{cand.intro} {cand.text}".split())
+        if (chosen and words + size > cfg.max_words) or any(_redundant(cand, c, cfg) for c in chosen):
             continue
         chosen.append(cand)
+        words += size
     return chosen
 
 
@@ -358,7 +443,23 @@ def _both_sides(
     for side in named:
         if not any(c in side for c in kept):
             kept = [*kept[: cfg.max_sentences - 1], max(side, key=lambda c: c.score)]
-    return kept
+    # A sentence defining each side ("Privileging is the process of ...") comes first when the
+    # passages have one: a sentence that merely names both says nothing of the difference.
+    definitions = [
+        max(found, key=lambda c: c.score)
+        for found in ([c for c in pool if _defines(side).match(c.text)] for side in sides)
+        if found
+    ]
+    return [*definitions, *(c for c in kept if c not in definitions)][: cfg.max_sentences]
+
+
+def _defines(subject: str) -> re.Pattern[str]:
+    """A sentence that defines the subject: "X is ...", "X: ...", "X stands for ..."."""
+    return re.compile(
+        rf"^(?:(?:a|an|the)\s+)?{re.escape(subject)}(?:s|es)?\s*(?:\([^)]*\)\s*)?"
+        r"(?::|is\b|are\b|means\b|stands\s+for\b|refers\s+to\b)",
+        re.IGNORECASE,
+    )
 
 
 def _on_subject(pool: list[_Candidate], subject: str) -> tuple[list[_Candidate], _Candidate | None]:
@@ -373,10 +474,5 @@ def _on_subject(pool: list[_Candidate], subject: str) -> tuple[list[_Candidate],
     if names is None:
         return [], None
     naming = [c for c in pool if names(f"{c.intro} {c.text}")]
-    defines = re.compile(
-        rf"^(?:(?:a|an|the)\s+)?{re.escape(subject)}(?:s|es)?\s*(?:\([^)]*\)\s*)?"
-        r"(?::|is\b|are\b|means\b|stands\s+for\b|refers\s+to\b)",
-        re.IGNORECASE,
-    )
-    definitions = [c for c in naming if defines.match(c.text)]
+    definitions = [c for c in naming if _defines(subject).match(c.text)]
     return naming, max(definitions, key=lambda c: c.score, default=None)

@@ -28,6 +28,15 @@ CLINICAL = (
     "number. I can help with questions about the medical director role and career path."
 )
 
+# Why an answer declines (the answer object's `reason`): a request for individual clinical advice;
+# a question outside the guides' subject; retrieval's evidence under the threshold; a guide's own
+# not-covered section says the guides do not answer it.
+CLINICAL_REASON = "clinical"
+OUT_OF_SCOPE_REASON = "out_of_scope"
+WEAK_EVIDENCE_REASON = "weak_evidence"
+NOT_COVERED_REASON = "not_covered"
+REASONS = (CLINICAL_REASON, OUT_OF_SCOPE_REASON, WEAK_EVIDENCE_REASON, NOT_COVERED_REASON)
+
 _SENTENCE_START = ".!?:>#*-\n"  # after these, a capital starts a sentence, a heading or an item
 _NAME = re.compile(r"[A-Z][\w-]*(?:\s+(?:of|and|for|on|[A-Z][\w-]*))*")  # "Match", "COMLEX", "Joint Commission"
 
@@ -110,6 +119,7 @@ def names_subject(subject: str, passages: Sequence[Passage]) -> bool:
     return False
 
 
-def refuse(question: str, text: str, standalone: str = "") -> Answer:
-    """A refusal: no citations, a helpful message."""
-    return Answer(question=question, answer=text, refused=True, standalone_question=standalone)
+def refuse(question: str, text: str, reason: str, standalone: str = "") -> Answer:
+    """A refusal: no citations, a helpful message, and why (one of REASONS)."""
+    assert reason in REASONS, reason
+    return Answer(question=question, answer=text, refused=True, standalone_question=standalone, reason=reason)

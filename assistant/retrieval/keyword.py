@@ -80,6 +80,16 @@ class KeywordIndex:
         passages = self._tokens(list(texts)) if texts else []
         return Support(self._coverage(set(terms), passages), _phrase_in(terms, passages))
 
+    def term_weights(self, text: str) -> dict[str, float]:
+        """The text's distinct terms (stemmed; stopwords and question words removed), each with its idf."""
+        n = max(1, len(self.ids))
+        terms = [t for t in self._tokens([text])[0] if t not in QUESTION_WORDS]
+        return {t: math.log((n + 1) / (self._df.get(t, 0) + 0.5)) for t in terms}
+
+    def terms_of(self, texts: Sequence[str]) -> list[set[str]]:
+        """Each text's terms, tokenized as the index's chunks were."""
+        return [set(t) for t in self._tokens(list(texts))] if texts else []
+
     def unknown_terms(self, text: str) -> list[str]:
         """The text's terms (stemmed, stopwords removed) that no indexed chunk contains.
 

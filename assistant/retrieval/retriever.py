@@ -109,6 +109,15 @@ class Retriever:
         """Keyword coverage and exact-phrase evidence of the passages (see Support)."""
         return self._keyword.support(question, [p.chunk.text for p in passages])
 
+    def term_weights(self, text: str) -> dict[str, float]:
+        """The text's terms with their idf over the live chunks (see KeywordIndex.term_weights)."""
+        self.refresh()
+        return self._keyword.term_weights(text)
+
+    def terms_of(self, texts: Sequence[str]) -> list[set[str]]:
+        """Each text's terms, tokenized as the keyword index tokenizes chunks."""
+        return self._keyword.terms_of(texts)
+
     def unknown_terms(self, text: str) -> list[str]:
         """Terms of the text that no live chunk contains (see KeywordIndex.unknown_terms)."""
         self.refresh()

@@ -55,7 +55,13 @@ _TAGS = {
     "tr",
     "ul",
 }
-_ATTRIBUTES = {"*": {"class", "id", "title"}, "a": {"href", "target"}, "td": {"style"}, "th": {"style"}}
+_ATTRIBUTES = {
+    "*": {"class", "id", "title"},
+    "div": {"class", "data-reason"},
+    "a": {"href", "target"},
+    "td": {"style"},
+    "th": {"style"},
+}
 _SCHEMES = {"http", "https", "mailto"}
 _WORD = re.compile(r"\w+")
 _BLOCK_OPENERS = {"paragraph_open", "heading_open", "blockquote_open", "table_open", "list_item_open"}
@@ -104,7 +110,9 @@ def answer_html(answer: Answer) -> str:
     """A finished answer: text with `[n]` links, any notice, and a collapsible sources panel."""
     links = {c.id: _citation_link(c) for c in answer.citations}
     parts = [
-        f'<div class="answer{" refused" if answer.refused else ""}">',
+        f'<div class="answer refused" data-reason="{html.escape(answer.reason or "")}">'
+        if answer.refused
+        else '<div class="answer">',
         _compact(_render_markdown(answer.answer, links)),
     ]
     if answer.notice:

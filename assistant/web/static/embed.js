@@ -99,7 +99,10 @@
 
   function renderAnswer(message, answer) {
     message.textContent = "";
-    if (answer.refused) message.classList.add("refused");
+    if (answer.refused) {
+      message.classList.add("refused");
+      message.setAttribute("data-reason", String(answer.reason || ""));
+    }
     var citations = {};
     (answer.citations || []).forEach(function (c) {
       citations[c.id] = c;

@@ -37,6 +37,7 @@ import numpy as np
 from assistant.answering.citations import MARKER
 from assistant.answering.text import clean_sentence
 from assistant.config import Settings
+from assistant.devtools.eval import numbered_records
 from assistant.errors import InputError
 from assistant.retrieval.retriever import Passage, Retriever
 
@@ -62,18 +63,16 @@ def load_questions(path: Path) -> list[GoldQuestion]:
     """`questions.jsonl` records (`answer`, or a gold set's `phrase`), or InputError saying what is wrong."""
     if not path.is_file():
         raise InputError(f"no such file: {path}")
+    try:
+        records = list(numbered_records(path))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text ({exc.reason})") from exc
     out = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path.name} line {number} is not JSON ({exc.msg})") from exc
-        span = record.get("answer", record.get("phrase")) if isinstance(record, dict) else None
-        if not isinstance(span, str) or not isinstance(record.get("question"), str) or not span.strip():
+    for number, record in records:
+        span, question = record.get("answer", record.get("phrase")), record.get("question")
+        if not isinstance(span, str) or not isinstance(question, str) or not span.strip():
             raise InputError(f"{path.name} line {number} needs text fields 'question' and 'answer' (or 'phrase')")
-        out.append(GoldQuestion(record["question"], span, str(record.get("source") or "")))
+        out.append(GoldQuestion(question, span, str(record.get("source") or "")))
     if not out:
         raise InputError(f"{path} holds no questions")
     return out

@@ -83,7 +83,9 @@ def _read_beir(folder: Path, split: str, limit: int | None) -> BeirDataset:
     return BeirDataset(corpus=corpus, queries={q: texts[q] for q in qrels}, qrels=qrels)
 
 
-def _jsonl(path: Path) -> Iterator[dict[str, object]]:
+def numbered_records(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+    """(line number, object) for each non-blank line of a JSONL file (gzipped when it ends in .gz);
+    InputError names the file and line of anything else (bytes that are not UTF-8 raise UnicodeDecodeError)."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
@@ -94,7 +96,11 @@ def _jsonl(path: Path) -> Iterator[dict[str, object]]:
                     raise InputError(f"{path.name} line {number} is not JSON ({exc.msg})") from exc
                 if not isinstance(record, dict):
                     raise InputError(f"{path.name} line {number} is not a JSON object")
-                yield record
+                yield number, record
+
+
+def _jsonl(path: Path) -> Iterator[dict[str, object]]:
+    return (record for _, record in numbered_records(path))
 
 
 def corpus_documents(records: Sequence[dict[str, str]], root: str = "") -> list[Document]:

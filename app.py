@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from assistant.logsetup import configure_logging, offline_environment
 
 if TYPE_CHECKING:
+    from assistant.records.database import Database
     from assistant.slot import AssistantSlot
 
 logger = logging.getLogger("app")
@@ -97,6 +98,16 @@ def _open(settings: Any, sync: bool) -> tuple[Any, Any]:
     return assistant, None
 
 
+def prepare_database(database: Database) -> None:
+    """Create or check the database's tables and drop questions past the log's age; a failure is logged only."""
+    from assistant.errors import DatabaseError
+
+    try:
+        database.purge()
+    except DatabaseError as exc:
+        logger.error("%s; answers are still given, questions and ratings are not kept until it is back", exc)
+
+
 def _progress(done: int, total: int) -> None:
     if done == total or done % 5 == 0:
         logger.info("ingest: %d/%d files", done, total)
@@ -108,27 +119,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     from assistant.config import load_settings
     from assistant.errors import AssistantError
+    from assistant.records.database import Database
     from assistant.slot import AssistantSlot
 
     try:
         settings = load_settings(os.environ, index_dir=args.index, host=args.host, port=args.port)
+        database = Database.from_settings(settings)
     except AssistantError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     ready = AssistantSlot()
     threading.Thread(target=load_assistant, args=(settings, ready, not args.no_sync), daemon=True).start()
+    threading.Thread(target=prepare_database, args=(database,), daemon=True).start()
 
     import uvicorn
 
     from assistant.web import ui
     from assistant.web.api import build_api
-    from assistant.web.feedback import FeedbackStore
+    from assistant.web.journal import Journal
     from assistant.web.middleware import RateLimiter
 
     limiter = RateLimiter(settings.rate_limit)
-    app = ui.mount(
-        build_api(ready, settings, limiter), ui.build_blocks(ready, FeedbackStore(settings.data_dir), limiter.allow)
-    )
+    journal = Journal(database)
+    app = ui.mount(build_api(ready, settings, limiter, journal), ui.build_blocks(ready, journal, limiter.allow))
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     )

@@ -1,4 +1,4 @@
-"""`python -m assistant SUBCOMMAND`: ask, eval-beir, eval-answers, bench, calibrate, feedback.
+"""`python -m assistant SUBCOMMAND`: ask, eval-beir, eval-answers, bench, calibrate, feedback, gaps.
 
 Exit status: 0 ok; 1 a question could not be answered (bad input, batch line errors);
 2 usage error; 3 the index is missing or the store is unavailable.
@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     feedback = sub.add_parser("feedback", help="likes and dislikes given in the chat")
     feedback.add_argument("action", choices=["export"], help="export: print every rating")
     feedback.add_argument("--csv", action="store_true", help="as CSV (the default and only format for now)")
+
+    gaps = sub.add_parser("gaps", help="declined and 👎-rated questions grouped by meaning, with the nearest guide")
+    gaps.add_argument("--index", type=Path, help="the index the app serves (default: ASSISTANT_INDEX_DIR)")
+    gaps.add_argument("--days", type=int, help="look back this many days (default: ASSISTANT_QUESTION_LOG_DAYS)")
+    shown = gaps.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="the report as the JSON of GET /api/admin/gaps")
+    shown.add_argument("--csv", action="store_true", help="one group a row, for a spreadsheet")
     return parser
 
 
@@ -90,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     offline_environment()
     configure_logging(args.verbose)
     from assistant.config import load_settings
-    from assistant.errors import AssistantError, IndexMissingError, StoreUnavailableError
+    from assistant.errors import AssistantError, DatabaseError, IndexMissingError, StoreUnavailableError
 
     try:
         settings = load_settings(os.environ, index_dir=getattr(args, "index", None))
@@ -117,7 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval_answers(args, settings)
         if args.command == "feedback":
             return _feedback(settings)
-    except (IndexMissingError, StoreUnavailableError) as exc:
+        if args.command == "gaps":
+            return _gaps(args, settings)
+    except (IndexMissingError, StoreUnavailableError, DatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except AssistantError as exc:
@@ -225,17 +234,34 @@ def _eval_answers(args: argparse.Namespace, settings) -> int:  # type: ignore[no
 
 
 def _feedback(settings) -> int:  # type: ignore[no-untyped-def]
-    import sqlite3
+    import csv
 
-    from assistant.web.feedback import FeedbackStore
+    from assistant.records.database import FEEDBACK_COLUMNS, Database, exported_rows
 
-    store = FeedbackStore(settings.data_dir)
-    try:
-        count = store.export_csv(sys.stdout)
-    except (sqlite3.Error, OSError) as exc:  # corrupt, locked or unreadable
-        print(f"error: cannot read the feedback database {store.path}: {exc}", file=sys.stderr)
-        return 3
-    logger.info("exported %d ratings from %s", count, settings.data_dir)
+    database = Database.from_settings(settings)
+    rows = exported_rows(database.feedback_rows())  # DatabaseError: exit 3 with the reason
+    writer = csv.DictWriter(sys.stdout, fieldnames=FEEDBACK_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    logger.info("exported %d ratings from %s", len(rows), database.shown_url)
+    return 0
+
+
+def _gaps(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
+    from assistant.records.database import Database
+    from assistant.service import Assistant
+    from assistant.web.review import gaps_csv, gaps_report, gaps_text
+
+    if args.days is not None and args.days < 1:
+        print("error: --days must be 1 or more", file=sys.stderr)
+        return 2
+    report = gaps_report(Assistant.from_settings(settings), Database.from_settings(settings), args.days)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    elif args.csv:
+        sys.stdout.write(gaps_csv(report))
+    else:
+        print(gaps_text(report))
     return 0
 
 

@@ -26,7 +26,9 @@ class Settings:
 
     index_dir: Path = _describe(Path(".index"), "Where the embedded Chroma index lives.")
     corpus_dir: Path = _describe(Path("corpus"), "The guides to ingest by default.")
-    data_dir: Path = _describe(Path(".data"), "App state other than the index (feedback, locks).")
+    data_dir: Path = _describe(
+        Path(".data"), "App state other than the index (the default database, locks, model exports)."
+    )
     chroma_host: str = _describe("", "Chroma server host; when set, use it instead of the embedded index.")
     chroma_port: int = _describe(8000, "Chroma server port (with ASSISTANT_CHROMA_HOST).")
     embedding_model: str = _describe(
@@ -64,6 +66,20 @@ class Settings:
     )
     rate_limit: int = _describe(20, "Questions per client per minute on the public routes.")
     admin_token: str = _describe("", "Bearer token for the admin routes; empty: admin routes disabled.")
+    database_url: str = _describe(
+        "",
+        "The application database (feedback, question log, admin history) as a SQLAlchemy URL, e.g. "
+        "postgresql+psycopg://user:pass@host/db for several app processes; empty: ASSISTANT_DATA_DIR/assistant.sqlite3.",
+    )
+    question_log_days: int = _describe(
+        30, "Days the question log keeps questions for the gaps report; 0 turns the log off."
+    )
+    check_questions: str = _describe(
+        "",
+        "Questions re-asked after every admin re-ingest, each with the guide it should cite "
+        '({"question": ..., "source": ...} per line); empty: check-questions.jsonl in the corpus folder; '
+        "a missing file skips the check.",
+    )
     host: str = _describe("127.0.0.1", "Interface app.py listens on (--host overrides).")
     port: int = _describe(7860, "Port app.py listens on (--port overrides).")
 
@@ -71,6 +87,11 @@ class Settings:
     def uses_chroma_server(self) -> bool:
         """True when a Chroma server is configured instead of the embedded index."""
         return bool(self.chroma_host)
+
+    @property
+    def check_questions_file(self) -> Path:
+        """The file of check questions re-asked after each admin re-ingest."""
+        return Path(self.check_questions) if self.check_questions else Path(self.corpus_dir) / "check-questions.jsonl"
 
     @property
     def model_cache_dir(self) -> Path:
@@ -121,6 +142,8 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
         raise ConfigError("ASSISTANT_CHUNK_OVERLAP must be smaller than ASSISTANT_CHUNK_SIZE")
     if settings.ingest_group < 1:
         raise ConfigError("ASSISTANT_INGEST_GROUP must be at least 1")
+    if settings.question_log_days < 0:
+        raise ConfigError("ASSISTANT_QUESTION_LOG_DAYS must be 0 (no log) or more")
     if settings.rate_limit < 1:
         raise ConfigError("ASSISTANT_RATE_LIMIT must be at least 1")
     return settings

@@ -8,6 +8,8 @@ The tree::
     ├── IndexMissingError          no index yet where one is needed
     ├── IndexBusyError             another process is writing the embedded index
     ├── StoreUnavailableError      the Chroma server does not answer
+    ├── DatabaseError              the application database (feedback, question log) fails
+    ├── NotFoundError              an admin action names a guide or question that does not exist
     ├── InputError                 a question or upload that we refuse to process
     │   └── TooLargeError          ... because it is over its size limit (HTTP 413)
     └── LLMError                   the optional LLM server failed (callers fall back)
@@ -41,6 +43,14 @@ class IndexBusyError(AssistantError):
 
 class StoreUnavailableError(AssistantError):
     """Raised when the vector store (usually a Chroma server) cannot be reached."""
+
+
+class DatabaseError(AssistantError):
+    """Raised when the application database cannot be reached or written; answers are still given."""
+
+
+class NotFoundError(AssistantError):
+    """Raised when a request names a guide or logged question that does not exist (HTTP 404)."""
 
 
 class InputError(AssistantError):

@@ -50,7 +50,7 @@ from assistant.embedding.models import SentenceEmbeddings, build_chat_model, bui
 from assistant.errors import InputError, LLMError
 from assistant.index import locking
 from assistant.index.store import DocumentRecord, Store, build_client, collection_suffix, index_settings
-from assistant.ingest.sync import Progress, SyncReport, sync_paths
+from assistant.ingest.sync import Progress, SyncReport, remove_documents, sync_paths
 from assistant.retrieval.retriever import Passage, Retriever
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ class _Grounds:
     query_vector: np.ndarray
     passages: list[Passage]
     terms: QuestionTerms
+    evidence: float
 
 
 class Assistant:
@@ -159,6 +160,22 @@ class Assistant:
         self.retriever.refresh()
         return report
 
+    def remove(self, source: str) -> DocumentRecord | None:
+        """Take one document out of the index at once (its file is left alone); None if not indexed."""
+        grace = SWITCH_GRACE_SECONDS if (self.serving or self.settings.uses_chroma_server) else 0.0
+        with self._ingest_lock, contextlib.ExitStack() as stack:
+            if not self.settings.uses_chroma_server:
+                stack.enter_context(locking.write_lock(Path(self.settings.index_dir)))
+            removed = remove_documents(
+                [source], self.store, on_switch=lambda: self.retriever.refresh(force=True), grace_seconds=grace
+            )
+        self.retriever.refresh()
+        return removed[0] if removed else None
+
+    def documents(self) -> list[DocumentRecord]:
+        """Every ingested document's record, by source."""
+        return sorted(self.store.documents().values(), key=lambda record: record.source)
+
     def document(self, source: str) -> tuple[DocumentRecord, str] | None:
         """An ingested document's record and full text (None when there is no such source)."""
         return self.store.document_text(source)
@@ -205,12 +222,12 @@ class Assistant:
         passages, evidence = self.weigh(query)
         if evidence < self.settings.min_evidence:
             logger.info("refused (weak evidence %.3f): %.80s", evidence, text)
-            return refuse(text, OUT_OF_SCOPE, WEAK_EVIDENCE_REASON, query)
+            return dataclasses.replace(refuse(text, OUT_OF_SCOPE, WEAK_EVIDENCE_REASON, query), evidence=evidence)
         coverages = [self.retriever.support(query, [p]).coverage for p in passages]
         query_vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
         terms = self.question_terms(query)
         lead = lead_passage(query, query_vector, passages, self.composer, terms)
-        return _Grounds(text, query, query_vector, focus_not_covered(passages, coverages, lead), terms)
+        return _Grounds(text, query, query_vector, focus_not_covered(passages, coverages, lead), terms, evidence)
 
     def question_terms(self, query: str) -> QuestionTerms:
         """The question's terms weighted by their idf over the index (what the sentence ranker reads)."""
@@ -221,7 +238,7 @@ class Assistant:
         return gate.weigh(self.retriever, query, self.settings.top_k)
 
     def _extractive(self, grounds: _Grounds) -> Answer:
-        return compose_extractive(
+        answer = compose_extractive(
             grounds.question,
             grounds.query_vector,
             grounds.passages,
@@ -229,6 +246,7 @@ class Assistant:
             standalone=grounds.query,
             terms=grounds.terms,
         )
+        return dataclasses.replace(answer, evidence=grounds.evidence)
 
     def _generate(self, model: BaseChatModel, grounds: _Grounds) -> Iterator[str | Answer]:
         """Stream the model's answer, then check it; any failure falls back to the extractive answer."""
@@ -252,7 +270,7 @@ class Assistant:
         if answer is None:
             logger.warning("LLM answer had no valid citation, answering extractively: %.80s", grounds.question)
             answer = dataclasses.replace(self._extractive(grounds), notice=UNGROUNDED_NOTICE)
-        yield answer
+        yield dataclasses.replace(answer, evidence=grounds.evidence)
 
 
 def _lines(text: str) -> list[str]:

@@ -96,6 +96,24 @@ def start_app(
     raise RuntimeError(f"app.py not ready in {timeout} s:\n{log.read_text()[-4000:]}")
 
 
+def start_chroma(path: Path, port: int) -> subprocess.Popen[bytes]:
+    """Run `chroma run` (a real Chroma server) on a folder and port; returns once it accepts connections."""
+    process = subprocess.Popen(
+        [str(Path(PYTHON).parent / "chroma"), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("chroma run did not start")
+
+
 def request(
     url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:

@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -16,10 +15,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from appserver import PYTHON, ROOT, AppServer, free_port, post_chunked, post_json, request, start_app
+from appserver import PYTHON, ROOT, AppServer, free_port, post_chunked, post_json, request, start_app, start_chroma
 
+from assistant.records.database import Database
 from assistant.slot import AssistantSlot
-from assistant.web.ui import admin_reingest, admin_upload
+from assistant.web.journal import Journal
+from assistant.web.ui import admin_delete, admin_documents, admin_reingest, admin_upload
 from conftest import CORPUS, settings_for
 
 pytestmark = pytest.mark.server
@@ -189,17 +190,23 @@ def test_admin_tab_handlers(tmp_path: Path, guides: Path) -> None:
     slot.set_result(
         Assistant.from_settings(settings_for(tmp_path / "i", corpus_dir=guides, admin_token="t0k"), create=True)
     )
+    journal = Journal(Database(f"sqlite:///{tmp_path / 'app.sqlite3'}"))
     with pytest.raises(gr.Error, match="not right"):
-        admin_reingest(slot, "wrong")
-    assert admin_reingest(slot, "t0k")["added"] == 3
+        admin_reingest(slot, "wrong", journal)
+    assert admin_reingest(slot, "t0k", journal).startswith("**Ingest:** 3 added, 0 updated, 0 removed")
     extra = tmp_path / "extra guide.md"
     extra.write_text("# Extra\n\nAn extra guide about the okapi committee and its members.")
-    assert admin_upload(slot, "t0k", str(extra))["added"] == 1
+    assert admin_upload(slot, "t0k", str(extra), journal).startswith("**Upload:** 1 added")
     assert (guides / "extra guide.md").exists()
+    rows, sources = admin_documents(slot, "t0k")
+    assert "extra guide.md" in sources and len(rows) == 4
+    assert "extra guide.md" in admin_delete(slot, "t0k", "extra guide.md", journal)
+    assert (guides / ".trash" / "extra guide.md").exists() and not (guides / "extra guide.md").exists()
+    assert [e.action for e in journal.database.events()] == ["delete", "upload", "ingest"]
     disabled = AssistantSlot()
     disabled.set_result(Assistant.from_settings(settings_for(tmp_path / "j", corpus_dir=guides), create=True))
     with pytest.raises(gr.Error, match="disabled"):
-        admin_reingest(disabled, "")
+        admin_reingest(disabled, "", journal)
 
 
 def test_admin_routes_are_404_without_a_configured_token(corpus_index: Path, tmp_path: Path) -> None:
@@ -211,26 +218,9 @@ def test_admin_routes_are_404_without_a_configured_token(corpus_index: Path, tmp
         app.stop()
 
 
-def _start_chroma(path: Path, port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [str(Path(PYTHON).parent / "chroma"), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("chroma run did not start")
-
-
 def test_two_apps_on_a_chroma_server_and_the_server_restarting(tmp_path: Path) -> None:
     port = free_port()
-    chroma = _start_chroma(tmp_path / "chroma", port)
+    chroma = start_chroma(tmp_path / "chroma", port)
     guides = tmp_path / "guides"
     shutil.copytree(ROOT / "corpus", guides)
     env = {
@@ -258,10 +248,161 @@ def test_two_apps_on_a_chroma_server_and_the_server_restarting(tmp_path: Path) -
         status, _, body = post_json(second.url + "/api/ask", {"question": "How long is residency?"})
         assert status == 503 and "unavailable" in body["error"]
         assert time.monotonic() - started < 5, "fails fast"
-        chroma = _start_chroma(tmp_path / "chroma", port)
+        chroma = start_chroma(tmp_path / "chroma", port)
         assert not ask(second, "How long is residency?")["refused"], "recovers without restarting the app"
     finally:
         first.stop()
         second.stop()
         chroma.terminate()
         chroma.wait(10)
+
+
+# --- the admins' loop: guides listed and deleted, check questions, gaps (these run last on admin_app) ----------
+
+
+def test_the_guides_are_listed_with_their_chunks_times_and_hashes(admin_app: tuple[AppServer, Path, Path]) -> None:
+    app, _, _ = admin_app
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    status, _, body = request(app.url + "/api/admin/documents", headers=auth)
+    documents = {d["source"]: d for d in json.loads(body)["documents"]}
+    assert status == 200 and "faq.md" in documents and "check-questions.jsonl" not in documents
+    faq = documents["faq.md"]
+    assert faq["title"] and faq["chunks"] > 0 and len(faq["hash"]) == 64 and faq["updated"].endswith("+00:00")
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        status, _, _ = request(app.url + "/api/admin/documents", headers=headers)
+        assert status == 401
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["no-such-guide.md", "../corpus/faq.md", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "faq.md%00", "sub//faq.md"],
+)
+def test_deleting_an_unknown_guide_or_a_path_trick_is_404(admin_app: tuple[AppServer, Path, Path], source: str) -> None:
+    app, guides, _ = admin_app
+    status, _, body = request(
+        app.url + "/api/admin/documents/" + source, "DELETE", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert status == 404 and "no ingested guide" in json.loads(body)["error"]
+    assert (guides / "faq.md").is_file()
+
+
+def test_a_wrong_token_cannot_delete(admin_app: tuple[AppServer, Path, Path]) -> None:
+    app, guides, _ = admin_app
+    status, _, _ = request(app.url + "/api/admin/documents/faq.md", "DELETE", headers={"Authorization": "Bearer x"})
+    assert status == 401 and (guides / "faq.md").is_file()
+
+
+def test_a_deleted_guide_leaves_the_answers_at_once_and_stays_deleted(admin_app: tuple[AppServer, Path, Path]) -> None:
+    app, guides, _ = admin_app
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    before = ask(app, "whats the difference between a policy and a procedure")
+    assert "policies-and-procedures.md" in {c["source"] for c in before["citations"]}  # type: ignore[union-attr]
+    status, _, body = request(app.url + "/api/admin/documents/policies-and-procedures.md", "DELETE", headers=auth)
+    summary = json.loads(body)
+    assert status == 200 and summary["removed"] == "policies-and-procedures.md"
+    assert summary["trashed"] == ".trash/policies-and-procedures.md"
+    assert (guides / ".trash" / "policies-and-procedures.md").is_file() and not (
+        guides / "policies-and-procedures.md"
+    ).exists()
+    failed = {f["question"]: f for f in summary["checks"]["failures"]}
+    assert failed["whats the difference between a policy and a procedure"]["expected"] == "policies-and-procedures.md"
+    after = ask(app, "whats the difference between a policy and a procedure")
+    assert "policies-and-procedures.md" not in {c["source"] for c in after["citations"]}  # type: ignore[union-attr]
+    status, _, summary = post_json(app.url + "/api/admin/ingest", {}, auth)
+    assert status == 200 and summary["added"] == 0, "the re-ingest does not bring it back"
+    status, _, body = request(app.url + "/api/admin/documents", headers=auth)
+    assert "policies-and-procedures.md" not in {d["source"] for d in json.loads(body)["documents"]}
+
+
+def test_an_edit_that_breaks_a_check_question_shows_in_the_reingest_report(
+    admin_app: tuple[AppServer, Path, Path],
+) -> None:
+    app, guides, _ = admin_app
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    glossary = guides / "glossary.md"
+    original = glossary.read_text(encoding="utf-8")
+    try:
+        glossary.write_text("# Glossary\n\nThis glossary is being rewritten; see the other guides for now.\n")
+        status, _, summary = post_json(app.url + "/api/admin/ingest", {}, auth)
+        assert status == 200 and summary["updated"] == 1
+        checks = summary["checks"]
+        assert checks["asked"] >= 20 and checks["passed"] < checks["asked"]
+        broken = {f["question"] for f in checks["failures"] if f["expected"] == "glossary.md"}
+        assert broken == {"what is ABMS", "what does FTE mean"}
+    finally:
+        glossary.write_text(original, encoding="utf-8")
+        status, _, summary = post_json(app.url + "/api/admin/ingest", {}, auth)
+    assert not [f for f in summary["checks"]["failures"] if f["expected"] == "glossary.md"], "fixed again"
+
+
+def test_the_gaps_report_groups_what_the_guides_miss(admin_app: tuple[AppServer, Path, Path]) -> None:
+    app, _, index = admin_app
+    salary = [
+        "How much does a medical director earn?",
+        "What is the typical salary of a medical director?",
+        "Average compensation for a nursing home medical director?",
+        "Is the pay for medical directors good?",
+        "What do medical directors get paid per year?",
+    ]
+    malpractice = [
+        "What malpractice insurance does a medical director need?",
+        "Does my malpractice policy cover medical director work?",
+        "How much is malpractice insurance for a medical director?",
+        "Is malpractice coverage required for medical directors?",
+        "Who pays for a medical director's malpractice coverage?",
+    ]
+    answers = [ask(app, q) for pair in zip(salary, malpractice, strict=True) for q in pair]
+    ask(app, "I have a patient with chest pain, should I give aspirin?")
+    answered = [a for a in answers if not a["refused"]]  # the guides do not cover these: rate them 👎
+    for answer in answered:
+        status, _, _ = post_json(app.url + "/api/feedback", {"id": answer["id"], "rating": "dislike"})
+        assert status == 200
+    status, _, body = request(app.url + "/api/admin/gaps", headers={"Authorization": f"Bearer {TOKEN}"})
+    report = json.loads(body)
+    assert status == 200
+    groups = [g for g in report["groups"] if set(g["examples"]) & set(salary + malpractice)]
+    assert sorted(g["count"] for g in groups) == [5, 5], report
+    for group in groups:
+        topic = salary if group["examples"][0] in salary else malpractice
+        assert set(group["examples"]) <= set(topic)
+    assert sum(g["disliked"] for g in groups) == len(answered) and sum(g["declined"] for g in groups) == 10 - len(
+        answered
+    )
+    salary_group = next(g for g in groups if g["examples"][0] in salary)
+    assert salary_group["nearest"]["source"] == "questions-the-guides-do-not-answer.md"
+    assert "aspirin" not in json.dumps(report)
+
+    env = {**os.environ, "ASSISTANT_DATA_DIR": str(app.data_dir), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [PYTHON, "-m", "assistant", "gaps", "--json", "--index", str(index)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [g["count"] for g in json.loads(result.stdout)["groups"]] == [g["count"] for g in report["groups"]]
+    result = subprocess.run(
+        [PYTHON, "-m", "assistant", "gaps", "--csv", "--index", str(index)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0 and result.stdout.startswith("count,declined,disliked"), result.stderr
+
+
+def test_feedback_on_an_unknown_answer_or_with_a_bad_body_is_refused(admin_app: tuple[AppServer, Path, Path]) -> None:
+    app, _, _ = admin_app
+    for payload, expected in [
+        ({"id": "0" * 32, "rating": "dislike"}, 404),
+        ({"id": "0" * 32, "rating": "meh"}, 400),
+        ({"rating": "dislike"}, 400),
+        (["dislike"], 400),
+    ]:
+        status, _, body = post_json(app.url + "/api/feedback", payload)
+        assert status == expected and "error" in body, (payload, status, body)
+    status, _, _ = request(app.url + "/api/feedback", "POST", b"\xff\xfe binary", {"Content-Type": "application/json"})
+    assert status == 400

@@ -16,8 +16,8 @@ import pytest
 from appserver import CHROMIUM, CHROMIUM_ARGS, ROOT, AppServer, start_app
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from assistant.records.database import Database
 from assistant.service import Assistant
-from assistant.web.feedback import FeedbackStore
 from conftest import settings_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
@@ -148,7 +148,7 @@ def test_an_example_question_likes_and_clear_chat(page: Page, server: AppServer)
     expect(page.locator("#chat .answer:not(.streaming) a.cite").first).to_be_visible(timeout=60_000)
     page.locator("#chat button[aria-label='Like']").last.click()
     expect(page.get_by_text("your feedback was saved")).to_be_visible()
-    rows = FeedbackStore(server.data_dir).rows()
+    rows = Database(f"sqlite:///{server.data_dir / 'assistant.sqlite3'}").feedback_rows()
     assert rows and rows[-1]["rating"] == "like" and rows[-1]["question"] == "What is the CMD credential?"
     page.locator("#clear").click()
     expect(page.locator("#chat .answer")).to_have_count(0)

@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("assistant.errors", "assistant.config", "assistant.logsetup"),
     ("assistant.documents",),
     ("assistant.embedding",),
-    ("assistant.index",),
+    ("assistant.index", "assistant.records"),
     ("assistant.ingest", "assistant.retrieval"),
     ("assistant.answering",),
     ("assistant.service", "assistant.migration", "assistant.slot"),

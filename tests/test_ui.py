@@ -14,9 +14,10 @@ import gradio as gr
 import pytest
 from appserver import ROOT, AppServer, start_app
 
+from assistant.records.database import Database
 from assistant.service import Assistant
 from assistant.slot import AssistantSlot
-from assistant.web.feedback import FeedbackStore
+from assistant.web.journal import Journal
 from assistant.web.middleware import RateLimiter
 from assistant.web.ui import new_state, record_feedback, respond
 
@@ -101,30 +102,33 @@ def test_the_rate_limit_gives_a_notice(ready: AssistantSlot) -> None:
     assert len(updates) == 1 and any("Too many questions" in str(w.message) for w in caught)
 
 
-def test_like_and_dislike_are_stored(ready: AssistantSlot, tmp_path: Path) -> None:
-    *_, (_, messages, state) = respond("What is the CMD credential?", new_state(), ready, lambda _: True)
-    store = FeedbackStore(tmp_path)
-    record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": True}), store)
-    record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": False}), store)
-    record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": ""}), store)
-    rows = store.rows()
+def test_like_and_dislike_are_stored_and_linked_to_the_logged_question(ready: AssistantSlot, tmp_path: Path) -> None:
+    journal = Journal(Database(f"sqlite:///{tmp_path / 'app.sqlite3'}"))
+    *_, (_, messages, state) = respond("What is the CMD credential?", new_state(), ready, lambda _: True, "t", journal)
+    assert state["answers"][1]["id"], "the chat keeps the logged question's id with the answer"
+    record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": True}), journal)
+    record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": False}), journal)
+    record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": ""}), journal)
+    rows = journal.database.feedback_rows()
     assert [r["rating"] for r in rows] == ["like", "dislike"]  # taking a rating back stores nothing
     assert rows[0]["question"] == "What is the CMD credential?" and json.loads(rows[0]["citations"])
+    disliked = journal.database.gap_questions()
+    assert [q.question for q in disliked] == ["What is the CMD credential?"] and disliked[0].rating == "dislike"
 
 
 def test_a_locked_feedback_database_is_logged_and_the_chat_goes_on(
     ready: AssistantSlot, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     *_, (_, messages, state) = respond("What is the CMD credential?", new_state(), ready, lambda _: True)
-    store = FeedbackStore(tmp_path)
-    store.rows()  # creates nothing; make the file exist with its table
-    record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": True}), store)
-    blocker = sqlite3.connect(store.path)
+    path = tmp_path / "app.sqlite3"
+    journal = Journal(Database(f"sqlite:///{path}"))
+    record_feedback(state, gr.LikeData(None, {"index": 1, "value": messages[1]["content"], "liked": True}), journal)
+    blocker = sqlite3.connect(path)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            record_feedback(state, gr.LikeData(None, {"index": 1, "value": "", "liked": False}), store)
+            record_feedback(state, gr.LikeData(None, {"index": 1, "value": "", "liked": False}), journal)
         assert any("could not be saved" in str(w.message) for w in caught)
         assert "feedback not saved" in caplog.text
     finally:

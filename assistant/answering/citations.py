@@ -48,6 +48,7 @@ class Answer:
     notice: str = ""  # e.g. "the language model was unavailable; showing the extractive answer"
     mode: str = "extractive"  # or "llm"
     reason: str | None = None  # why a refusal declines: clinical, out_of_scope, weak_evidence, not_covered
+    evidence: float | None = None  # the gate's evidence score (None: the question never reached retrieval)
 
     def to_json(self) -> dict[str, Any]:
         """The contract's answer object (plus a few extra keys)."""

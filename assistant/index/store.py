@@ -70,6 +70,7 @@ class DocumentRecord:
     root: str
     chunk_ids: tuple[str, ...]
     chunking: int = 1  # the chunking.CHUNKING_VERSION that cut it (1: recorded before versions)
+    ingested: str = ""  # when this version was written, ISO 8601 UTC ("" when recorded before times)
 
 
 def build_client(settings: Settings, create: bool = True) -> Any:
@@ -345,6 +346,7 @@ def _document_metadata(record: DocumentRecord) -> dict[str, Any]:
         "root": record.root,
         "chunk_ids": json.dumps(list(record.chunk_ids)),
         "chunking": record.chunking,
+        "ingested": record.ingested,
     }
 
 
@@ -397,4 +399,5 @@ def _record(meta: Any) -> DocumentRecord:
         root=str(meta.get("root", "")),
         chunk_ids=tuple(json.loads(str(meta.get("chunk_ids", "[]")))),
         chunking=int(meta.get("chunking", 1)),
+        ingested=str(meta.get("ingested", "")),
     )

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,27 @@ def sync_documents(
     return len(changed)
 
 
+def remove_documents(
+    sources: Sequence[str],
+    store: Store,
+    on_switch: Callable[[], None] | None = None,
+    grace_seconds: float = 0.0,
+) -> list[DocumentRecord]:
+    """Take documents out of the index (their files are left alone); the records of those it held."""
+    recover(store)
+    manifest = store.documents()
+    records = [manifest[s] for s in dict.fromkeys(sources) if s in manifest]
+    if not records:
+        return []
+    stale = [i for record in records for i in record.chunk_ids]
+    store.set_pending(sorted(set(store.pending()) | set(stale)))
+    for record in records:
+        store.delete_document(record.source)
+        logger.info("removed %s (deleted by an admin)", record.source)
+    _finish(store, stale, on_switch, grace_seconds)
+    return records
+
+
 def recover(store: Store) -> None:
     """Finish an interrupted sync: delete journalled chunks that no document points to."""
     pending = store.pending()
@@ -270,10 +292,11 @@ def _write_group(
 ) -> None:
     store.set_pending(journal)
     store.add_chunks(chunks, vectors)
+    written = datetime.now(UTC).isoformat(timespec="seconds")
     records = [
         (
             DocumentRecord(
-                doc.source, doc.title, doc.content_hash, doc.root, tuple(c.id for c in cs), CHUNKING_VERSION
+                doc.source, doc.title, doc.content_hash, doc.root, tuple(c.id for c in cs), CHUNKING_VERSION, written
             ),
             doc.text,
         )

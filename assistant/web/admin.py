@@ -1,4 +1,4 @@
-"""Admin jobs behind the token: re-ingest, upload one guide, and handing ingest over to the app.
+"""Admin jobs behind the token: list, re-ingest, upload and delete guides, and hand ingest over to the app.
 
 Framework-free: api.py maps these to HTTP routes and errors to status codes. While the app
 serves an embedded index it holds the index's write lock and announces its address in
@@ -12,21 +12,24 @@ import json
 import logging
 import os
 import re
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from assistant.config import Settings
 from assistant.documents.loading import SUFFIXES, parse_document, refuse_unusable
-from assistant.errors import DocumentError, InputError, TooLargeError
+from assistant.errors import DocumentError, InputError, NotFoundError, TooLargeError
 from assistant.ingest.sync import SyncReport
 from assistant.service import Assistant
 
 logger = logging.getLogger(__name__)
 
 APP_FILE = ".app.json"
+TRASH = ".trash"  # hidden, so ingest skips it: a deleted guide stays deleted, and nothing is lost
 _SAFE_NAME = re.compile(r"^[^/\\\x00-\x1f]{1,200}$")
 
 
@@ -68,6 +71,66 @@ def upload(assistant: Assistant, filename: str, data: bytes) -> SyncReport:
     os.replace(partial, target)  # atomic: a concurrent re-ingest sees the old file or the new one
     logger.info("admin upload saved %s (%d bytes)", target, len(data))
     return assistant.ingest([target])
+
+
+def list_documents(assistant: Assistant) -> list[dict[str, Any]]:
+    """The ingested guides: source, title, chunks, updated (ISO 8601 UTC, when known) and content hash."""
+    out = []
+    for record in assistant.documents():
+        updated = record.ingested or _modified(Path(record.root) / record.source)
+        out.append(
+            {
+                "source": record.source,
+                "title": record.title,
+                "chunks": len(record.chunk_ids),
+                "updated": updated,
+                "hash": record.doc_hash,
+            }
+        )
+    return out
+
+
+def delete_document(assistant: Assistant, source: str) -> dict[str, Any]:
+    """Remove a guide from the index at once; a file in the corpus folder moves to its `.trash/`.
+
+    NotFoundError when no guide has this source (path tricks included: they name no guide).
+    """
+    record = assistant.remove(source) if _plain_source(source) else None
+    if record is None:
+        raise NotFoundError(f"no ingested guide is called {source[:200]!r}")
+    corpus = Path(assistant.settings.corpus_dir).resolve()
+    location = (Path(record.root) / record.source).resolve()
+    trashed = None
+    if location.is_file() and location.is_relative_to(corpus) and not _in_trash(location, corpus):
+        target = corpus / TRASH / location.relative_to(corpus)
+        if target.exists():
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            target = target.with_name(f"{target.stem}.{stamp}{target.suffix}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(location), target)
+        trashed = target.relative_to(corpus).as_posix()
+        logger.info("admin deleted %s; its file moved to %s", source, target)
+    else:
+        logger.info("admin deleted %s from the index (its file is not in the corpus folder)", source)
+    return {"removed": record.source, "title": record.title, "trashed": trashed, "chunks": assistant.chunk_count()}
+
+
+def _plain_source(source: str) -> bool:
+    """A relative path without `..`, empty parts, backslashes or control characters."""
+    if not source or source.startswith("/") or "\\" in source or any(ord(c) < 32 for c in source):
+        return False
+    return not any(part in ("", ".", "..") for part in source.split("/"))
+
+
+def _in_trash(path: Path, corpus: Path) -> bool:
+    return path.relative_to(corpus).parts[:1] == (TRASH,)
+
+
+def _modified(path: Path) -> str | None:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    except OSError:
+        return None
 
 
 def announce_app(index_dir: Path, url: str) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
@@ -26,8 +28,9 @@ from assistant.config import Settings
 from assistant.errors import AssistantError, InputError, StoreUnavailableError
 from assistant.service import Assistant
 from assistant.slot import AssistantSlot
-from assistant.web.admin import reingest, token_status, upload
+from assistant.web.admin import delete_document, list_documents, reingest, token_status, upload
 from assistant.web.failures import error_response, install_error_handler
+from assistant.web.journal import Journal
 from assistant.web.middleware import (
     API_MAX_BODY,
     MULTIPART_SLACK,
@@ -37,6 +40,7 @@ from assistant.web.middleware import (
     client_key,
 )
 from assistant.web.rendering import source_page
+from assistant.web.review import after_change, gaps_report
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +57,12 @@ def embed_csp(origins: Sequence[str]) -> str:
     return f"{_PAGE_CSP}; frame-ancestors {ancestors}"
 
 
-def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) -> FastAPI:
-    """The FastAPI app with our routes; `ready` resolves to the Assistant once it is loaded."""
+def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter, journal: Journal) -> FastAPI:
+    """The FastAPI app with our routes; `ready` resolves to the Assistant once it is loaded.
+
+    `journal` logs each answered question (its id comes back as the answer's `id`, which
+    POST /api/feedback rates) and keeps the admin history.
+    """
     app = FastAPI(title="Medical Director Onboarding Assistant", docs_url=None, redoc_url=None, openapi_url=None)
     origins = allowed_origins(settings)
     if origins:
@@ -65,7 +73,7 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(origins),
-        allow_methods=["GET", "POST"],
+        allow_methods=["GET", "POST", "DELETE"],
         allow_headers=["Content-Type"],
         max_age=600,
     )
@@ -123,8 +131,9 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
         current = assistant()
         if current is None:
             return error_response(503, "the assistant is still starting; try again in a few seconds")
+        started = time.perf_counter()
         answer = await run_in_threadpool(current.ask, *parsed)
-        return JSONResponse(answer.to_json())
+        return JSONResponse(await run_in_threadpool(journal.answered, answer, started, "api"))
 
     @app.post("/api/stream")
     async def stream(request: Request) -> Response:
@@ -135,13 +144,27 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
         current = assistant()
         if current is None:
             return error_response(503, "the assistant is still starting; try again in a few seconds")
+        started = time.perf_counter()
         events = current.stream(*parsed)
         first = await run_in_threadpool(next, events)
         return StreamingResponse(
-            iterate_in_threadpool(_ndjson(first, events)),
+            iterate_in_threadpool(_ndjson(first, events, lambda answer: journal.answered(answer, started, "widget"))),
             media_type="application/x-ndjson",
             headers={"Cache-Control": "no-store"},
         )
+
+    @app.post("/api/feedback")
+    async def feedback(request: Request) -> Response:
+        """Rate a logged answer: {"id": answer's id, "rating": "like" | "dislike"}."""
+        refusal = guarded(request)
+        if refusal is not None:
+            return refusal
+        body = await _read_limited(request, API_MAX_BODY)
+        if body is None:
+            return error_response(413, f"the request body is over the {API_MAX_BODY // 1024} KB limit")
+        question_id, rating = parse_feedback(body)
+        await run_in_threadpool(journal.rate, question_id, rating, "api")
+        return JSONResponse({"ok": True})
 
     @app.get("/sources/{source:path}", response_class=HTMLResponse)
     def sources(source: str, highlight: str = "") -> Response:
@@ -203,7 +226,8 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise InputError('the body must be {} or {"paths": ["/folder/or/file", ...]}')
         report = await run_in_threadpool(reingest, current, [Path(p) for p in paths])
-        return JSONResponse(report.to_json())
+        summary = await run_in_threadpool(after_change, current, journal.database, "ingest", report.to_json())
+        return JSONResponse(summary)
 
     @app.post("/api/admin/documents")
     async def admin_upload(request: Request) -> Response:
@@ -230,7 +254,31 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter) ->
                 return error_response(413, f"the file is over the {settings.max_file_mb:g} MB limit")
             data = raw
         report = await run_in_threadpool(upload, current, name, data)
-        return JSONResponse(report.to_json())
+        summary = await run_in_threadpool(after_change, current, journal.database, "upload", report.to_json())
+        return JSONResponse(summary)
+
+    @app.get("/api/admin/documents")
+    async def admin_documents(request: Request) -> Response:
+        current = admin_target(request)
+        if isinstance(current, Response):
+            return current
+        return JSONResponse({"documents": await run_in_threadpool(list_documents, current)})
+
+    @app.delete("/api/admin/documents/{source:path}")
+    async def admin_delete(request: Request, source: str) -> Response:
+        current = admin_target(request)
+        if isinstance(current, Response):
+            return current
+        removed = await run_in_threadpool(delete_document, current, source)
+        summary = await run_in_threadpool(after_change, current, journal.database, "delete", removed)
+        return JSONResponse(summary)
+
+    @app.get("/api/admin/gaps")
+    async def admin_gaps(request: Request) -> Response:
+        current = admin_target(request)
+        if isinstance(current, Response):
+            return current
+        return JSONResponse(await run_in_threadpool(gaps_report, current, journal.database))
 
     app.mount("/web", StaticFiles(directory=STATIC_DIR), name="web")
     return app
@@ -258,10 +306,23 @@ def parse_ask(body: bytes) -> tuple[str, list[Turn]]:
     return question, parse_history(data.get("history", []))
 
 
-def _ndjson(first: str | Answer, events: Iterator[str | Answer]) -> Iterator[str]:
+def parse_feedback(body: bytes) -> tuple[str, str]:
+    """The answer id and rating of a /api/feedback body; InputError saying what is wrong."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(data.get("rating"), str):
+        raise InputError('the body must be {"id": "<the answer\'s id>", "rating": "like" or "dislike"}')
+    return data["id"][:64], data["rating"]
+
+
+def _ndjson(
+    first: str | Answer, events: Iterator[str | Answer], finish: Callable[[Answer], dict[str, Any]]
+) -> Iterator[str]:
     def line(event: str | Answer) -> str:
         if isinstance(event, Answer):
-            return json.dumps({"type": "answer", "answer": event.to_json()}, ensure_ascii=False) + "\n"
+            return json.dumps({"type": "answer", "answer": finish(event)}, ensure_ascii=False) + "\n"
         return json.dumps({"type": "delta", "text": event}, ensure_ascii=False) + "\n"
 
     yield line(first)

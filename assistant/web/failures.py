@@ -13,9 +13,11 @@ from fastapi.responses import JSONResponse
 
 from assistant.errors import (
     AssistantError,
+    DatabaseError,
     IndexBusyError,
     IndexMissingError,
     InputError,
+    NotFoundError,
     StoreUnavailableError,
     TooLargeError,
 )
@@ -26,6 +28,8 @@ logger = logging.getLogger(__name__)
 STATUS_OF: tuple[tuple[type[AssistantError], int], ...] = (
     (TooLargeError, 413),
     (InputError, 400),
+    (NotFoundError, 404),
+    (DatabaseError, 503),
     (StoreUnavailableError, 503),
     (IndexMissingError, 503),
     (IndexBusyError, 503),  # another process is writing the index: try again shortly

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import nh3
@@ -285,3 +286,29 @@ def source_page(source: str, title: str, text: str, highlight: str = "") -> str:
         f'<span class="path">{html.escape(source)}</span></header>'
         f'<main>{note}<article class="guide">{body}</article></main></body></html>'
     )
+
+
+def gaps_html(report: dict[str, Any]) -> str:
+    """The gaps report as an HTML table for the Admin tab; every text in it is escaped."""
+    esc = html.escape
+    if not report["groups"]:
+        return f'<p class="gaps-empty">No gaps: no question was declined or rated 👎 in the last {report["days"]} days.</p>'
+    rows = []
+    for group in report["groups"]:
+        near = group["nearest"]
+        where = (
+            f'<a href="{esc(source_link(near["source"]))}" target="_blank">{esc(near["source"])}</a>'
+            f" › {esc(near['section'])}"
+            if near
+            else "none"
+        )
+        examples = "".join(f"<li>{esc(example)}</li>" for example in group["examples"])
+        rows.append(
+            f'<tr class="gap"><td class="count">{group["count"]}</td>'
+            f"<td>{group['declined']} declined, {group['disliked']} 👎</td>"
+            f"<td><ul>{examples}</ul></td><td>{esc(group['first'][:10])} – {esc(group['last'][:10])}</td>"
+            f"<td>{where}</td></tr>"
+        )
+    head = "<tr><th>Questions</th><th>Why</th><th>Examples</th><th>Dates</th><th>Nearest guide section</th></tr>"
+    summary = f"<p>{report['questions']} questions declined or rated 👎 in the last {report['days']} days.</p>"
+    return f'{summary}<table class="gaps">{head}{"".join(rows)}</table>'

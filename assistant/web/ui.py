@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
-import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,11 @@ from assistant.documents.loading import SUFFIXES
 from assistant.errors import AssistantError, InputError
 from assistant.service import Assistant, normalise_question
 from assistant.slot import AssistantSlot
-from assistant.web.admin import reingest, token_status, upload
+from assistant.web.admin import delete_document, list_documents, reingest, token_status, upload
 from assistant.web.failures import describe
-from assistant.web.feedback import Feedback, FeedbackStore
-from assistant.web.rendering import answer_html, partial_answer_html, user_html
+from assistant.web.journal import Journal
+from assistant.web.rendering import answer_html, gaps_html, partial_answer_html, user_html
+from assistant.web.review import after_change, gaps_report, md_escape, report_text
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def respond(
     ready: AssistantSlot,
     allow: Callable[[str], bool],
     client: str = "local",
+    journal: Journal | None = None,
 ) -> Iterator[tuple[Any, list[dict[str, str]], dict[str, Any]]]:
     """Stream an answer into the chat: yields (question box, chatbot messages, state) updates."""
     assistant = _ready(ready)
@@ -98,15 +100,17 @@ def respond(
     messages = [*asked, {"role": "assistant", "content": partial_answer_html("…")}]
     yield "", messages, {**state, "messages": messages}
     streamed = ""
+    started = time.perf_counter()
     try:
         for event in assistant.stream(text, history):
             if isinstance(event, Answer):
                 messages = [*asked, {"role": "assistant", "content": answer_html(event)}]
                 turns = [{"role": "user", "content": text}, {"role": "assistant", "content": event.answer}]
+                kept = journal.answered(event, started, "chat") if journal else event.to_json()
                 state = {
                     "messages": messages,
                     "turns": [*state["turns"], *turns],
-                    "answers": {**state["answers"], len(messages) - 1: event.to_json()},
+                    "answers": {**state["answers"], len(messages) - 1: kept},
                 }
             else:
                 streamed += event
@@ -117,7 +121,7 @@ def respond(
         raise gr.Error(html.escape(describe(exc), quote=False)) from exc  # the toast renders HTML
 
 
-def record_feedback(state: dict[str, Any], data: gr.LikeData, feedback: FeedbackStore) -> None:
+def record_feedback(state: dict[str, Any], data: gr.LikeData, journal: Journal) -> None:
     """Store a like or dislike with the question, answer and citations it was about."""
     index = data.index if isinstance(data.index, int) else data.index[0]
     answer = state["answers"].get(index)
@@ -126,9 +130,9 @@ def record_feedback(state: dict[str, Any], data: gr.LikeData, feedback: Feedback
     if not isinstance(data.liked, bool):  # "" when a rating is taken back: nothing to store
         return
     try:
-        feedback.record(Feedback.from_answer("like" if data.liked else "dislike", answer))
-    except (sqlite3.Error, OSError) as exc:  # locked, full or unwritable: the chat goes on
-        logger.error("feedback not saved (%s): %s", feedback.path, exc)
+        journal.rate_answer("like" if data.liked else "dislike", answer)
+    except AssistantError as exc:  # the database is down, locked or full: the chat goes on
+        logger.error("feedback not saved: %s", exc)
         gr.Warning("Sorry, your feedback could not be saved right now.", duration=5)
         return
     gr.Info("Thanks, your feedback was saved.", duration=3)
@@ -140,6 +144,7 @@ def api_ask(
     ready: AssistantSlot,
     allow: Callable[[str], bool],
     client: str = "local",
+    journal: Journal | None = None,
 ) -> dict[str, Any]:
     """The answer object of /api/ask, for gradio_client callers."""
     assistant = _ready(ready)
@@ -147,8 +152,10 @@ def api_ask(
         raise gr.Error("the assistant is still starting; try again in a few seconds")
     if not allow(client):
         raise gr.Error("too many questions in a minute; please wait a moment and ask again")
+    started = time.perf_counter()
     try:
-        return assistant.ask(question, parse_history(history)).to_json()
+        answer = assistant.ask(question, parse_history(history))
+        return journal.answered(answer, started, "api") if journal else answer.to_json()
     except AssistantError as exc:  # read by programs (gradio_client), not rendered: plain text
         raise gr.Error(describe(exc)) from exc
 
@@ -166,9 +173,11 @@ def _client(request: gr.Request | None) -> str:
 
 
 ADMIN_HELP = (
-    "Re-ingest the guides folder after editing it, or upload one guide (Markdown, text, HTML, PDF or "
-    "DOCX). Questions keep being answered while the index updates. Needs `ASSISTANT_ADMIN_TOKEN`."
+    "Manage the guides and see what users asked that they do not answer. Enter the admin token "
+    "(`ASSISTANT_ADMIN_TOKEN`), then load the guides. Questions keep being answered while the index updates; "
+    "after each change the check questions are asked again and any that lost their guide are listed."
 )
+DOCUMENT_COLUMNS = ["source", "title", "chunks", "updated"]
 
 
 def _admin(ready: AssistantSlot, token: str) -> Assistant:
@@ -183,27 +192,117 @@ def _admin(ready: AssistantSlot, token: str) -> Assistant:
     return assistant
 
 
-def admin_reingest(ready: AssistantSlot, token: str) -> dict[str, Any]:
-    """Re-ingest the guides folder: the ingest summary."""
+def admin_documents(ready: AssistantSlot, token: str) -> tuple[list[list[Any]], list[str]]:
+    """The guides as table rows, and their sources (the delete choices)."""
     assistant = _admin(ready, token)
     try:
-        return reingest(assistant).to_json()
+        documents = list_documents(assistant)
+    except AssistantError as exc:
+        raise gr.Error(describe(exc)) from exc
+    rows = [[d["source"], d["title"], d["chunks"], (d["updated"] or "")[:16].replace("T", " ")] for d in documents]
+    return rows, [d["source"] for d in documents]
+
+
+def admin_reingest(ready: AssistantSlot, token: str, journal: Journal) -> str:
+    """Re-ingest the guides folder: the summary and the check questions, as readable text."""
+    assistant = _admin(ready, token)
+    try:
+        return report_text(after_change(assistant, journal.database, "ingest", reingest(assistant).to_json()))
     except AssistantError as exc:
         raise gr.Error(describe(exc)) from exc
 
 
-def admin_upload(ready: AssistantSlot, token: str, path: str | None) -> dict[str, Any]:
-    """Save an uploaded guide into the guides folder and ingest it: the ingest summary."""
+def admin_upload(ready: AssistantSlot, token: str, path: str | None, journal: Journal) -> str:
+    """Save an uploaded guide into the guides folder and ingest it: the summary as readable text."""
     assistant = _admin(ready, token)
     if not path:
         raise gr.Error("Choose a file first.")
     try:
-        return upload(assistant, Path(path).name, Path(path).read_bytes()).to_json()
+        summary = upload(assistant, Path(path).name, Path(path).read_bytes()).to_json()
+        return report_text(after_change(assistant, journal.database, "upload", summary))
     except AssistantError as exc:
         raise gr.Error(describe(exc)) from exc
 
 
-def build_blocks(ready: AssistantSlot, feedback: FeedbackStore, allow: Callable[[str], bool]) -> gr.Blocks:
+def admin_delete(ready: AssistantSlot, token: str, source: str | None, journal: Journal) -> str:
+    """Delete a guide (confirmed in the tab): the summary as readable text."""
+    assistant = _admin(ready, token)
+    if not source:
+        raise gr.Error("Choose a guide to delete first.")
+    try:
+        return report_text(after_change(assistant, journal.database, "delete", delete_document(assistant, source)))
+    except AssistantError as exc:
+        raise gr.Error(describe(exc)) from exc
+
+
+def admin_gaps(ready: AssistantSlot, token: str, journal: Journal) -> str:
+    """The gaps report as HTML (every text in it escaped)."""
+    assistant = _admin(ready, token)
+    try:
+        return gaps_html(gaps_report(assistant, journal.database))
+    except AssistantError as exc:
+        raise gr.Error(describe(exc)) from exc
+
+
+def _admin_tab(ready: AssistantSlot, journal: Journal) -> None:
+    """The Admin tab: token; guides (list, upload, re-ingest, delete with confirmation); report; gaps."""
+    gr.Markdown(ADMIN_HELP)
+    token = gr.Textbox(label="Admin token", type="password", elem_id="admin-token")
+    load = gr.Button("Load guides", elem_id="admin-load")
+    table = gr.Dataframe(
+        headers=DOCUMENT_COLUMNS,
+        value=[],
+        interactive=False,
+        label="Guides in the index",
+        elem_id="admin-documents",
+    )
+    with gr.Row():
+        choice = gr.Dropdown(choices=[], label="Guide to delete", elem_id="admin-delete-source", scale=3)
+        delete = gr.Button("Delete guide…", variant="stop", elem_id="admin-delete", scale=1)
+    pending = gr.State(None)  # the guide the open confirmation names: what "Yes" deletes
+    with gr.Row(visible=False, elem_id="admin-confirm-row") as confirm_row:
+        confirm_text = gr.Markdown()
+        confirm = gr.Button("Yes, delete it", variant="stop", elem_id="admin-delete-confirm")
+        cancel = gr.Button("Cancel", elem_id="admin-delete-cancel")
+    guide = gr.File(label="A guide to add or replace", file_types=sorted(SUFFIXES), type="filepath")
+    with gr.Row():
+        upload_button = gr.Button("Upload and ingest", elem_id="admin-upload")
+        reingest_button = gr.Button("Re-ingest all guides", elem_id="admin-reingest")
+    report = gr.Markdown(elem_id="admin-report")
+    gaps_button = gr.Button("Show the gaps report", elem_id="admin-gaps-load")
+    gaps = gr.HTML(elem_id="admin-gaps")
+
+    def refresh(t: str) -> tuple[Any, Any]:
+        rows, sources = admin_documents(ready, t)
+        return rows, gr.update(choices=sources, value=None)
+
+    def ask_confirm(t: str, source: str | None) -> tuple[Any, str, str | None]:
+        _admin(ready, t)  # a wrong token is said now, not after "Yes"
+        if not source:
+            raise gr.Error("Choose a guide to delete first.")
+        text = f"Delete **{md_escape(source)}**? It leaves the answers at once; its file moves to `.trash/`."
+        return gr.update(visible=True), text, source
+
+    def confirmed(t: str, source: str | None) -> tuple[str, Any, Any, Any, None]:
+        text = admin_delete(ready, t, source, journal)
+        rows, sources = admin_documents(ready, t)
+        return text, gr.update(visible=False), rows, gr.update(choices=sources, value=None), None
+
+    load.click(refresh, [token], [table, choice], api_visibility="private")
+    delete.click(ask_confirm, [token, choice], [confirm_row, confirm_text, pending], api_visibility="private")
+    choice.change(lambda: (gr.update(visible=False), None), None, [confirm_row, pending], api_visibility="private")
+    cancel.click(lambda: (gr.update(visible=False), None), None, [confirm_row, pending], api_visibility="private")
+    confirm.click(confirmed, [token, pending], [report, confirm_row, table, choice, pending], api_visibility="private")
+    upload_button.click(
+        lambda t, f: admin_upload(ready, t, f, journal), [token, guide], report, api_visibility="private"
+    ).then(refresh, [token], [table, choice], api_visibility="private")
+    reingest_button.click(lambda t: admin_reingest(ready, t, journal), [token], report, api_visibility="private").then(
+        refresh, [token], [table, choice], api_visibility="private"
+    )
+    gaps_button.click(lambda t: admin_gaps(ready, t, journal), [token], gaps, api_visibility="private")
+
+
+def build_blocks(ready: AssistantSlot, journal: Journal, allow: Callable[[str], bool]) -> gr.Blocks:
     """The chat page: intro and notice, chatbot with examples and feedback, question box, clear button."""
     with gr.Blocks(title=TITLE, analytics_enabled=False) as blocks:
         state = gr.State(new_state())
@@ -237,27 +336,17 @@ def build_blocks(ready: AssistantSlot, feedback: FeedbackStore, allow: Callable[
                     ask = gr.Button("Ask", variant="primary", elem_id="ask", scale=1, min_width=80)
                     clear = gr.Button("Clear chat", elem_id="clear", scale=1, min_width=120)
             with gr.Tab("Admin", id="admin-tab"):
-                gr.Markdown(ADMIN_HELP)
-                token = gr.Textbox(label="Admin token", type="password", elem_id="admin-token")
-                guide = gr.File(label="A guide to add or replace", file_types=sorted(SUFFIXES), type="filepath")
-                with gr.Row():
-                    upload_button = gr.Button("Upload and ingest", elem_id="admin-upload")
-                    reingest_button = gr.Button("Re-ingest all guides", elem_id="admin-reingest")
-                summary = gr.JSON(label="Ingest summary (failed files are listed with the reason)")
-                upload_button.click(
-                    lambda t, f: admin_upload(ready, t, f), [token, guide], summary, api_visibility="private"
-                )
-                reingest_button.click(lambda t: admin_reingest(ready, t), [token], summary, api_visibility="private")
+                _admin_tab(ready, journal)
 
         def answer(question: str, state: dict[str, Any], request: gr.Request) -> Iterator[Any]:
-            yield from respond(question, state, ready, allow, _client(request))
+            yield from respond(question, state, ready, allow, _client(request), journal)
 
         def pick_example(data: gr.SelectData) -> str:
             value = data.value
             return str(value.get("text", "")) if isinstance(value, dict) else str(value)
 
         def like(state: dict[str, Any], data: gr.LikeData) -> None:
-            record_feedback(state, data, feedback)
+            record_feedback(state, data, journal)
 
         outputs = [box, chatbot, state]
         gr.on(
@@ -279,7 +368,7 @@ def build_blocks(ready: AssistantSlot, feedback: FeedbackStore, allow: Callable[
             question: str, history: list[dict[str, str]] | None = None, request: gr.Request | None = None
         ) -> dict[str, Any]:
             """Answer a question (with an optional [{"role", "content"}] history): the /api/ask object."""
-            return api_ask(question, history or [], ready, allow, _client(request))
+            return api_ask(question, history or [], ready, allow, _client(request), journal)
 
         gr.api(ask_api, api_name="ask")
     blocks.queue(default_concurrency_limit=4)

@@ -1,0 +1,1 @@
+"""The application database (feedback, question log, admin history) and the gaps report's grouping."""

@@ -10,6 +10,7 @@ Assistant could not be loaded (e.g. the Chroma server does not answer).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -98,6 +99,17 @@ def _open(settings: Any, sync: bool) -> tuple[Any, Any]:
     return assistant, None
 
 
+def attach_chat(app: Any, ready: AssistantSlot, journal: Any, limiter: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Import gradio, build the chat and mount it on the running app (from the server's loop)."""
+    try:
+        from assistant.web import ui
+
+        blocks = ui.build_blocks(ready, journal, limiter.allow)
+        asyncio.run_coroutine_threadsafe(ui.serve_mounted(app, blocks), loop)
+    except Exception:  # the API keeps serving; the page at / says the chat is starting
+        logger.exception("cannot build the chat UI")
+
+
 def prepare_database(database: Database) -> None:
     """Create or check the database's tables and drop questions past the log's age; a failure is logged only."""
     from assistant.errors import DatabaseError
@@ -134,14 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
-    from assistant.web import ui
     from assistant.web.api import build_api
     from assistant.web.journal import Journal
     from assistant.web.middleware import RateLimiter
 
     limiter = RateLimiter(settings.rate_limit)
     journal = Journal(database)
-    app = ui.mount(build_api(ready, settings, limiter, journal), ui.build_blocks(ready, journal, limiter.allow))
+    app = build_api(ready, settings, limiter, journal)
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     )
@@ -156,8 +167,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.host,
         settings.port,
     )
+
+    async def serve() -> None:
+        # The API answers at once; the chat (gradio, ~4 s to import) is mounted when it has loaded.
+        # It waits for the guides: importing it meanwhile would slow the load that /healthz waits for.
+        loop = asyncio.get_running_loop()
+        chat = threading.Thread(target=attach_chat, args=(app, ready, journal, limiter, loop), daemon=True)
+        ready.add_done_callback(lambda _: chat.start())
+        await server.serve()
+
     try:
-        server.run()
+        asyncio.run(serve())
     finally:
         if ready.done() and ready.exception() is None:
             from assistant.web.admin import withdraw_app

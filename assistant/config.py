@@ -35,6 +35,12 @@ class Settings:
         "all-MiniLM-L6-v2",
         "Embedding model: 'all-MiniLM-L6-v2' (the packaged copy) or a local model folder.",
     )
+    encoder: str = _describe(
+        "int8",
+        "How guides and questions are embedded: 'int8' (the model's ONNX export quantized by onnxruntime, "
+        "for both, without torch once the export exists) or 'fp32' (torch for guides, the float export for "
+        "questions); an index records which one built it, and a change rebuilds beside it.",
+    )
     model_cache: str = _describe(
         "",
         "Folder for the embedding model's ONNX export, which embeds questions without torch "
@@ -50,7 +56,7 @@ class Settings:
     max_file_mb: float = _describe(20.0, "Documents larger than this are refused at ingest.")
     top_k: int = _describe(5, "Passages given to the answer composer.")
     min_evidence: float = _describe(
-        0.45,
+        0.47,
         "Evidence (best similarity + 0.2 x keyword coverage, coverage counted twice when the "
         "question's key terms stand together in a passage or a passage uses a 'what is X?' question's X "
         "as a name) below which the answer is "
@@ -142,6 +148,8 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
         raise ConfigError("ASSISTANT_CHUNK_OVERLAP must be smaller than ASSISTANT_CHUNK_SIZE")
     if settings.ingest_group < 1:
         raise ConfigError("ASSISTANT_INGEST_GROUP must be at least 1")
+    if settings.encoder not in ("fp32", "int8"):
+        raise ConfigError(f"ASSISTANT_ENCODER must be fp32 or int8, not {settings.encoder!r}")
     if settings.question_log_days < 0:
         raise ConfigError("ASSISTANT_QUESTION_LOG_DAYS must be 0 (no log) or more")
     if settings.rate_limit < 1:

@@ -40,6 +40,7 @@ def plan(settings: Settings) -> Plan:
             embedding_model=str(meta["embedding_model"]),
             chunk_size=int(meta["chunk_size"]),
             chunk_overlap=int(meta["chunk_overlap"]),
+            encoder=str(meta.get("encoder", "fp32")),
         )
         old_store = Store(current.store.client, other, index_settings(old_settings))
         if old_store.generation() == 0:

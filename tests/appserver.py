@@ -87,7 +87,8 @@ def start_app(
             raise RuntimeError(f"app.py exited with {process.returncode}:\n{log.read_text()[-4000:]}")
         try:
             with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                if response.status == 200:
+                # The API answers first; tests want the chat too, which mounts a few seconds later.
+                if response.status == 200 and json.loads(response.read()).get("ui") == "ready":
                     return AppServer(url, process, data_dir, log, time.perf_counter() - started)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass

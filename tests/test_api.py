@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from appserver import PYTHON, ROOT, AppServer, free_port, post_chunked, post_json, request, start_app
 
+from assistant.service import Assistant
 from assistant.web.rendering import source_link
 
 pytestmark = pytest.mark.server
@@ -44,8 +45,31 @@ def test_healthz_is_ok_with_the_chunk_count(server: AppServer) -> None:
     assert status == 200
     health = json.loads(body)
     assert health["status"] == "ok" and health["chunks"] > 100
-    assert health["query_encoder"] == "onnx", "the ingest wrote the export, so the app never loads torch"
+    assert health["query_encoder"] == "onnx-int8", "the ingest wrote the export, so the app never loads torch"
+    assert health["ui"] == "ready"
     print(f"app.py ready in {server.seconds_to_ready:.1f} s")  # timed by `bench`, not asserted here
+
+
+def test_the_api_answers_before_the_chat_is_mounted(corpus_assistant: Assistant, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from assistant.records.database import Database
+    from assistant.slot import AssistantSlot
+    from assistant.web.api import build_api
+    from assistant.web.journal import Journal
+    from assistant.web.middleware import RateLimiter
+
+    ready = AssistantSlot()
+    ready.set_result(corpus_assistant)
+    journal = Journal(Database(f"sqlite:///{tmp_path / 'app.sqlite3'}"))
+    client = TestClient(build_api(ready, corpus_assistant.settings, RateLimiter(100), journal))
+    health = client.get("/healthz")
+    assert health.status_code == 200 and health.json()["ui"] == "starting"
+    page = client.get("/")
+    assert page.status_code == 503 and page.headers["retry-after"] == "2"
+    assert "The chat is starting" in page.text and 'http-equiv="refresh"' in page.text
+    answer = client.post("/api/ask", json={"question": "How long is residency?"})
+    assert answer.status_code == 200 and not answer.json()["refused"] and answer.json()["id"]
 
 
 def test_ask_answers_the_contract_object(server: AppServer) -> None:

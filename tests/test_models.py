@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assistant.config import load_settings
 from assistant.embedding.models import CHECK_TEXTS, QUESTION_CACHE, SentenceEmbeddings, resolve_model_path
+from assistant.errors import ConfigError
 from conftest import PYTHON, ROOT
 
 MODEL = "all-MiniLM-L6-v2"
@@ -37,7 +39,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_onnx_question_vectors_equal_the_torch_ones(exported: Path, embedder: SentenceEmbeddings) -> None:
+def test_onnx_question_vectors_equal_the_torch_ones(exported: Path) -> None:
+    embedder = _embedder(exported.parent / "no-export-here")  # questions on torch
     onnx = _embedder(exported)
     assert onnx.query_backend == "onnx"
     for question in QUESTIONS:
@@ -105,3 +108,56 @@ def test_an_unwritable_export_folder_leaves_questions_on_torch(tmp_path: Path, c
     assert embedder.query_backend == "torch"
     assert "could not export the embedding model" in caplog.text
     assert len(vector) == 384
+
+
+CHUNKS = [
+    "Residency lasts at least three years. Some specialties take five or more. Fellowship adds one to three.",
+    "The CMD credential is awarded by AMDA. It is optional. Many employers in long-term care prefer it.",
+    "x",
+]
+
+
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
+    spans, start = [], 0
+    for end in [i + 1 for i, ch in enumerate(text) if ch == "."] or [len(text)]:
+        spans.append((start, end))
+        start = end + 1
+    return spans
+
+
+def test_the_int8_encoder_is_quantized_from_the_export_and_stays_close_to_torch(exported: Path) -> None:
+    reference = _embedder(exported.parent / "no-export-here")  # guides and questions on torch, fp32
+    int8 = SentenceEmbeddings(resolve_model_path(MODEL), MODEL, export_dir=exported, precision="int8")
+    assert int8.query_backend == "onnx-int8" and len(list(exported.glob("*-int8.onnx"))) == 1
+    for question in QUESTIONS:
+        got, expected = np.asarray(int8.embed_query(question)), np.asarray(reference.embed_documents([question])[0])
+        assert float(got @ expected) > 0.97, question
+    spans = [_sentence_spans(t) for t in CHUNKS]
+    for got, expected in zip(int8.embed_chunks(CHUNKS, spans), reference.embed_chunks(CHUNKS, spans), strict=True):
+        assert float(got.vector @ expected.vector) > 0.97
+        assert got.spans == expected.spans and got.token_bits.shape == expected.token_bits.shape
+        assert all(float(a @ b) > 0.95 for a, b in zip(got.sentence_vectors, expected.sentence_vectors, strict=True))
+    assert np.allclose(int8.embed_documents(CHUNKS), [c.vector for c in int8.embed_chunks(CHUNKS, spans)], atol=1e-5)
+
+
+def test_an_int8_ingest_never_imports_torch_once_the_export_exists(exported: Path) -> None:
+    code = f"""
+import json, sys
+from pathlib import Path
+from assistant.embedding.models import SentenceEmbeddings, resolve_model_path
+e = SentenceEmbeddings(resolve_model_path("{MODEL}"), "{MODEL}", export_dir=Path({str(exported)!r}), precision="int8")
+chunks = e.embed_chunks(["Residency lasts three years. Then boards."], [[(0, 28), (29, 41)]])
+print(json.dumps({{"backend": e.query_backend, "torch": "torch" in sys.modules, "sentences": len(chunks[0].spans)}}))
+"""
+    result = subprocess.run([PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "backend": "onnx-int8",
+        "torch": False,
+        "sentences": 2,
+    }
+
+
+def test_an_unknown_encoder_setting_is_refused() -> None:
+    with pytest.raises(ConfigError, match="ASSISTANT_ENCODER"):
+        load_settings({"ASSISTANT_ENCODER": "fp16"})

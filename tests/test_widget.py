@@ -179,11 +179,19 @@ def test_a_topic_the_guides_do_not_cover_is_shown_as_a_decline_with_its_reason(p
     with page.expect_response(lambda r: r.url.startswith(sites.app.url + "/api/stream")) as streamed:
         frame.locator("#question").fill("How much does a medical director earn?")
         page.keyboard.press("Enter")
-    events = [json.loads(line) for line in streamed.value.text().splitlines()]
-    assert events[-1]["answer"]["refused"] is True and events[-1]["answer"]["reason"] == "not_covered"
+    assert streamed.value.status == 200  # its body is read by the widget (Chromium may not keep a copy)
     answer = frame.locator(".message.assistant.refused").last
     expect(answer).to_have_attribute("data-reason", "not_covered", timeout=60_000)
     expect(answer).to_contain_text("The guides do not say how much a medical director earns")
+    status, _, body = request(
+        sites.app.url + "/api/stream",
+        "POST",
+        json.dumps({"question": "How much does a medical director earn?"}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    events = [json.loads(line) for line in body.decode().splitlines()]
+    assert status == 200 and events[-1]["answer"]["refused"] is True
+    assert events[-1]["answer"]["reason"] == "not_covered"
 
 
 def test_attributes_are_data_and_the_host_css_cannot_reach_the_widget(page: Page, sites: Sites) -> None:

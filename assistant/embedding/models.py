@@ -30,7 +30,7 @@ from langchain_core.embeddings import Embeddings
 
 from assistant.config import Settings
 from assistant.embedding.interaction import pack_tokens
-from assistant.embedding.onnx_query import INPUTS, OnnxQueryEncoder, load_query_encoder
+from assistant.embedding.onnx_query import INPUTS, OnnxQueryEncoder, load_query_encoder, quantize_int8
 from assistant.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ TOKENIZER = "tokenizer.json"
 # Recent questions kept encoded. A question's token vectors are up to 256 x 384 float16 (192 KB),
 # so 256 of them stay under 50 MB even when every question is as long as allowed.
 QUESTION_CACHE = 256
+PRECISIONS = ("fp32", "int8")
 # Bump when export_query_encoder changes, so old exports are not used. 2: token vectors output.
 EXPORT_FORMAT = 2
 CHECK_TEXTS = [
@@ -94,15 +95,27 @@ class SentenceEmbeddings(Embeddings):
     that only answers questions never imports torch; the first torch load writes that export.
     """
 
-    def __init__(self, model_path: Path, name: str, batch_size: int = 32, export_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        name: str,
+        batch_size: int = 32,
+        export_dir: Path | None = None,
+        precision: str = "fp32",
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"ASSISTANT_ENCODER must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        if precision == "int8" and export_dir is None:
+            raise ConfigError("the int8 encoder is made from the ONNX export: give the embedder a model cache folder")
         self.name = name
         self.model_path = model_path
         self.batch_size = batch_size
+        self.precision = precision
         self.max_tokens = _max_tokens(model_path)
         self._export_path = export_dir / f"{_safe_name(name)}-{_fingerprint(model_path)}.onnx" if export_dir else None
         self._query_encoder: OnnxQueryEncoder | None = None
         if self._export_path is not None:
-            self._query_encoder = load_query_encoder(self._export_path, model_path / TOKENIZER, self.max_tokens)
+            self._query_encoder = self._open_export()
         self._model: Any = None
         self._model_lock = threading.Lock()
         self._cache: OrderedDict[str, QuestionVectors] = OrderedDict()
@@ -118,8 +131,35 @@ class SentenceEmbeddings(Embeddings):
 
     @property
     def query_backend(self) -> str:
-        """'onnx' when questions skip torch, else 'torch'."""
-        return "onnx" if self._query_encoder is not None else "torch"
+        """'onnx' (or 'onnx-int8') when questions skip torch, else 'torch'."""
+        if self._query_encoder is None:
+            return "torch"
+        return "onnx-int8" if self.precision == "int8" else "onnx"
+
+    def _open_export(self) -> OnnxQueryEncoder | None:
+        """The export this precision uses, if it exists (int8: quantized from the float export first)."""
+        assert self._export_path is not None
+        tokenizer = self.model_path / TOKENIZER
+        if self.precision == "fp32":
+            return load_query_encoder(self._export_path, tokenizer, self.max_tokens)
+        quantized = self._export_path.with_name(self._export_path.stem + "-int8.onnx")
+        if not quantized.is_file() and self._export_path.is_file():
+            try:
+                quantize_int8(self._export_path, quantized)
+            except Exception as exc:  # a read-only cache or a broken export: retried after the next export
+                logger.warning("could not quantize %s: %s", self._export_path, exc)
+                return None
+        return load_query_encoder(quantized, tokenizer, self.max_tokens)
+
+    def _onnx(self) -> OnnxQueryEncoder:
+        """The int8 encoder, exported (with torch, once) and quantized on first need."""
+        if self._query_encoder is None:
+            self.model  # noqa: B018 - loading the torch model writes the float export, then it is quantized
+        if self._query_encoder is None:
+            raise ConfigError(
+                "the int8 encoder could not be made (see the log); set ASSISTANT_ENCODER=fp32 to use the float model"
+            )
+        return self._query_encoder
 
     def _load(self) -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -131,11 +171,19 @@ class SentenceEmbeddings(Embeddings):
         model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
         self.max_tokens = int(model.max_seq_length or self.max_tokens)
         if self._export_path is not None and self._query_encoder is None:
-            self._query_encoder = export_query_encoder(model, self._export_path, self.model_path / TOKENIZER)
+            exported = export_query_encoder(model, self._export_path, self.model_path / TOKENIZER)
+            self._query_encoder = exported if self.precision == "fp32" else self._open_export()
         return model
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed texts as unit vectors."""
+        if self.precision == "int8":
+            encoder, found = self._onnx(), []
+            for start in range(0, len(texts), self.batch_size):
+                found += [
+                    list(map(float, v)) for v in encoder.encode_batch(list(texts[start : start + self.batch_size]))[0]
+                ]
+            return found
         vectors = self.model.encode(
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
         )
@@ -192,6 +240,8 @@ class SentenceEmbeddings(Embeddings):
         """
         if not texts:
             return []
+        if self.precision == "int8":
+            return self._embed_chunks_onnx(self._onnx(), texts, spans)
         tokenizer = self.model.tokenizer
         counted = tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
         order = sorted(range(len(texts)), key=lambda i: -len(counted[i]))
@@ -214,6 +264,19 @@ class SentenceEmbeddings(Embeddings):
             mask = encoded["attention_mask"].numpy().astype(bool)
             for row, index in enumerate(batch):
                 results[index] = _pool_spans(sentences[row], tokens[row], offsets[row], mask[row], spans[index])
+        return [r for r in results if r is not None]
+
+    def _embed_chunks_onnx(
+        self, encoder: OnnxQueryEncoder, texts: list[str], spans: list[list[tuple[int, int]]]
+    ) -> list[ChunkVectors]:
+        counts = encoder.token_counts(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: -counts[i])
+        results: list[ChunkVectors | None] = [None] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            vectors, tokens, offsets, mask = encoder.encode_batch([texts[i] for i in batch])
+            for row, index in enumerate(batch):
+                results[index] = _pool_spans(vectors[row], tokens[row], offsets[row], mask[row], spans[index])
         return [r for r in results if r is not None]
 
 
@@ -336,14 +399,15 @@ _EMBEDDINGS_LOCK = threading.Lock()
 
 def build_embeddings(settings: Settings) -> SentenceEmbeddings:
     """The embedder named by the settings, loaded once per process from a local path."""
+    key = f"{settings.embedding_model}|{settings.encoder}"
     with _EMBEDDINGS_LOCK:
-        if settings.embedding_model not in _EMBEDDINGS:
+        if key not in _EMBEDDINGS:
             path = resolve_model_path(settings.embedding_model)
-            logger.info("loading embedding model %s from %s", settings.embedding_model, path)
-            _EMBEDDINGS[settings.embedding_model] = SentenceEmbeddings(
-                path, settings.embedding_model, export_dir=settings.model_cache_dir
+            logger.info("loading embedding model %s (%s) from %s", settings.embedding_model, settings.encoder, path)
+            _EMBEDDINGS[key] = SentenceEmbeddings(
+                path, settings.embedding_model, export_dir=settings.model_cache_dir, precision=settings.encoder
             )
-        return _EMBEDDINGS[settings.embedding_model]
+        return _EMBEDDINGS[key]
 
 
 def build_chat_model(settings: Settings) -> BaseChatModel | None:

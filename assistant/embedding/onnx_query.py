@@ -1,10 +1,14 @@
-"""A torch-free question encoder: the embedding model exported to ONNX and run by onnxruntime.
+"""A torch-free encoder: the embedding model exported to ONNX and run by onnxruntime.
 
 Serving questions needs only one small encoder pass per question, but importing torch and
 sentence-transformers costs about 8 s of the app's start-up. `models.export_query_encoder`
 writes the same weights (with mean pooling and normalisation) to an ONNX file the first time
 the torch model is loaded and checks it against that model; afterwards questions are embedded
 here, with identical vectors, and torch is imported only when documents are embedded.
+
+With ASSISTANT_ENCODER=int8 the export is quantized here (onnxruntime's dynamic quantization:
+int8 weights per output channel, activations quantized on the fly) and that model embeds guides
+and questions alike, without torch: faster, and a little less exact (docs/benchmarks.md).
 
 This is the only module that imports onnxruntime or tokenizers.
 """
@@ -36,6 +40,9 @@ class OnnxQueryEncoder:
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_tokens)
+        self._padded = Tokenizer.from_file(str(tokenizer_path))  # batches: padded to their longest text
+        self._padded.enable_truncation(max_tokens)
+        self._padded.enable_padding()
         self._inputs = [i.name for i in self._session.get_inputs()]
         self.path = onnx_path
 
@@ -55,6 +62,51 @@ class OnnxQueryEncoder:
         real = [n for n, special in enumerate(encoding.special_tokens_mask) if not special]
         offsets = [encoding.offsets[n] for n in real]
         return np.asarray(vectors[0], dtype=np.float32), np.asarray(tokens[0][real], dtype=np.float32), offsets
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """How many tokens each text has (truncated to the model's window), for batching by length."""
+        return [len(e.ids) for e in self._tokenizer.encode_batch(texts)]
+
+    def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(embeddings, token vectors, token character offsets, attention mask) of a padded batch.
+
+        Special tokens are in the token vectors with offsets (0, 0), like the torch path's.
+        """
+        encodings = self._padded.encode_batch(texts)
+        arrays = {
+            "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.asarray([e.type_ids for e in encodings], dtype=np.int64),
+        }
+        vectors, tokens = self._session.run(None, {name: arrays[name] for name in self._inputs})
+        offsets = np.asarray([e.offsets for e in encodings], dtype=np.int64)
+        return (
+            np.asarray(vectors, dtype=np.float32),
+            np.asarray(tokens, dtype=np.float32),
+            offsets,
+            arrays["attention_mask"].astype(bool),
+        )
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """Write an int8 copy of an exported model: weights per output channel, activations dynamic.
+
+    Only matrix products with a constant weight are quantized (the attention's products of two
+    activations stay float), which keeps embeddings within about 0.005 cosine of the float model.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    scratch = target.with_name(f"{target.name}.tmp")
+    quantize_dynamic(
+        str(source),
+        str(scratch),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+        extra_options={"MatMulConstBOnly": True},
+    )
+    scratch.replace(target)
+    logger.info("wrote the int8 encoder %s", target)
 
 
 def load_query_encoder(onnx_path: Path, tokenizer_path: Path, max_tokens: int) -> OnnxQueryEncoder | None:

@@ -109,7 +109,8 @@ def collection_suffix(settings: Settings) -> str:
     """The part of collection names that keeps models and chunkings apart."""
     model = Path(settings.embedding_model).name.lower()
     slug = re.sub(r"[^a-z0-9]+", "-", model).strip("-")[:40] or "model"
-    return f"{slug}-c{settings.chunk_size}o{settings.chunk_overlap}"
+    encoder = "" if settings.encoder == "fp32" else f"-{settings.encoder}"
+    return f"{slug}{encoder}-c{settings.chunk_size}o{settings.chunk_overlap}"
 
 
 def index_settings(settings: Settings) -> dict[str, Any]:
@@ -118,6 +119,7 @@ def index_settings(settings: Settings) -> dict[str, Any]:
         "embedding_model": settings.embedding_model,
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
+        "encoder": settings.encoder,
     }
 
 
@@ -212,6 +214,18 @@ class Store:
             )
         rows = zip(result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0])
         return [(_stored(i, d, m), 1.0 - float(dist)) for i, d, m, dist in rows]
+
+    def nearest(self, vector: Sequence[float] | np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The k nearest chunk ids with their cosine similarity, best first: no records read.
+
+        Reading and decoding full records (sentence and token vectors) costs more than the
+        search itself; retrieval reads them only for the chunks it goes on to re-score.
+        """
+        with _translated():
+            result = self.chunks.query(
+                query_embeddings=[[float(x) for x in vector]], n_results=k, include=["distances"]
+            )
+        return [(i, 1.0 - float(dist)) for i, dist in zip(result["ids"][0], result["distances"][0])]
 
     def get_chunks(self, ids: Sequence[str]) -> list[StoredChunk]:
         """Chunks by id, in the order asked; unknown ids are left out."""

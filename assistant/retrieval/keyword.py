@@ -124,23 +124,22 @@ class KeywordIndex:
         piece of punctuation, highest for a word few chunks contain.
         """
         n = len(self.ids)
-        known: dict[str, float] = {}
-        weights = []
+        words: list[str | None] = []
         for start, end in offsets:
             if not any(ch.isalnum() for ch in text[start:end]):
-                weights.append(0.0)
+                words.append(None)
                 continue
             while start > 0 and text[start - 1].isalnum():
                 start -= 1
             while end < len(text) and text[end].isalnum():
                 end += 1
-            word = text[start:end]
-            if word not in known:
-                terms = self._tokens([word])[0]  # none for a stopword
-                df = self._df.get(terms[0], 0) if terms else 0
-                known[word] = math.log((n - df + 0.5) / (df + 0.5) + 1) if terms else 0.0
-            weights.append(known[word])
-        return np.asarray(weights, dtype=np.float32)
+            words.append(text[start:end])
+        distinct = sorted({w for w in words if w is not None})
+        known: dict[str | None, float] = {None: 0.0}
+        for word, terms in zip(distinct, self._tokens(distinct) if distinct else [], strict=True):  # one call
+            df = self._df.get(terms[0], 0) if terms else 0  # no terms: a stopword
+            known[word] = math.log((n - df + 0.5) / (df + 0.5) + 1) if terms else 0.0
+        return np.asarray([known[w] for w in words], dtype=np.float32)
 
     def scores(self, query: str) -> np.ndarray:
         """The BM25 score of every indexed chunk (in `ids` order) for a query; zeros if no term is known."""

@@ -172,12 +172,12 @@ class Retriever:
         encoded = self.embedder.encode_question(question)
         query_vector = np.asarray(encoded.vector, dtype=np.float32)
         source, keyword = self._source, self._keyword
-        dense = [(c, s) for c, s in self.store.search(query_vector, max(cfg.dense_candidates, depth)) if c.id in source]
+        dense = [(i, s) for i, s in self.store.nearest(query_vector, max(cfg.dense_candidates, depth)) if i in source]
         scores = keyword.scores(question)
         top = top_scores(scores, max(cfg.keyword_candidates, depth, cfg.confidence_rank))
         lexical = [keyword.ids[i] for i in top[: max(cfg.keyword_candidates, depth)]]
-        chunks = {c.id: c for c, _ in dense}
-        similarity = {c.id: s for c, s in dense}
+        chunks: dict[str, StoredChunk] = {}  # records are read for the chunks re-scored below only
+        similarity = dict(dense)
         missing = [i for i in lexical if i not in similarity]
         for chunk_id, vector in self.store.get_vectors(missing).items():
             similarity[chunk_id] = float(vector @ query_vector)

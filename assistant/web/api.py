@@ -1,6 +1,7 @@
 """HTTP routes over the Assistant: /healthz, /api/ask, /api/stream, /sources, /embed, /widget.js.
 
-The chat UI (ui.py) is mounted on the same FastAPI app by the entry point. Secure by
+The chat UI (ui.py) is mounted on the same FastAPI app by the entry point once gradio is
+loaded; until then `/` is a page saying the chat is starting. Secure by
 default: `/embed` may only be framed by this origin and ASSISTANT_ALLOWED_ORIGINS, the API
 answers CORS for exactly those origins and refuses other cross-origin calls, each client
 gets ASSISTANT_RATE_LIMIT questions a minute, and request bodies are size-limited.
@@ -79,6 +80,7 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter, jo
     )
     app.add_middleware(Guard, upload_limit=int(settings.max_file_mb * 1_000_000) + MULTIPART_SLACK)
     install_error_handler(app)
+    app.state.ui_ready = False  # set by ui.serve_mounted, whose mount then answers `/`
 
     def assistant() -> Assistant | None:
         if not ready.done() or ready.exception() is not None:
@@ -94,7 +96,12 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter, jo
             return JSONResponse(status, status_code=503)
         try:
             return JSONResponse(
-                {"status": "ok", "chunks": current.chunk_count(), "query_encoder": current.embedder.query_backend}
+                {
+                    "status": "ok",
+                    "chunks": current.chunk_count(),
+                    "query_encoder": current.embedder.query_backend,
+                    "ui": "ready" if app.state.ui_ready else "starting",
+                }
             )
         except AssistantError as exc:  # e.g. the Chroma server went away
             return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
@@ -279,6 +286,13 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter, jo
         if isinstance(current, Response):
             return current
         return JSONResponse(await run_in_threadpool(gaps_report, current, journal.database))
+
+    @app.get("/", include_in_schema=False)
+    def starting() -> Response:
+        """The chat is still loading (the API already answers): a page that reloads itself."""
+        page = _message_page("Starting", "The chat is starting; this page reloads in a moment.")
+        page = page.replace("<title>", '<meta http-equiv="refresh" content="2"><title>', 1)
+        return HTMLResponse(page, 503, {"Retry-After": "2", "Cache-Control": "no-store"})
 
     app.mount("/web", StaticFiles(directory=STATIC_DIR), name="web")
     return app

@@ -7,6 +7,7 @@ guides and users is escaped twice over. Every Gradio import of the project lives
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import time
@@ -16,6 +17,7 @@ from typing import Any
 
 import gradio as gr
 from fastapi import FastAPI
+from starlette.routing import Mount
 
 from assistant.answering.citations import Answer
 from assistant.answering.conversation import Turn, parse_history
@@ -373,6 +375,27 @@ def build_blocks(ready: AssistantSlot, journal: Journal, allow: Callable[[str], 
         gr.api(ask_api, api_name="ask")
     blocks.queue(default_concurrency_limit=4)
     return blocks
+
+
+async def serve_mounted(app: FastAPI, blocks: gr.Blocks) -> None:
+    """Mount the chat on an app that is already serving, start Gradio's queue, then run until cancelled.
+
+    The entry point serves the API first and calls this from the server's event loop once
+    gradio is imported (about 4 s), so /healthz and /api/ask do not wait for the UI. It does
+    what `gr.mount_gradio_app`'s lifespan would have done at start-up. Until then `/` is the
+    API's starting page, which `app.state.ui_ready` retires.
+    """
+    mount(app, blocks)
+    mounted = app.router.routes[-1]  # the Mount that mount_gradio_app appended
+    assert isinstance(mounted, Mount) and isinstance(mounted.app, FastAPI)
+    gradio_app = mounted.app
+    async with gradio_app.router.lifespan_context(gradio_app):
+        blocks.run_startup_events()
+        await blocks.run_extra_startup_events()
+        app.state.ui_ready = True
+        app.router.routes[:] = [r for r in app.router.routes if getattr(r, "name", "") != "starting"]
+        logger.info("the chat is mounted at /")
+        await asyncio.Event().wait()  # the server cancels this task when it stops
 
 
 def mount(app: FastAPI, blocks: gr.Blocks) -> FastAPI:

@@ -373,25 +373,20 @@ def test_the_gaps_report_groups_what_the_guides_miss(admin_app: tuple[AppServer,
     assert "aspirin" not in json.dumps(report)
 
     env = {**os.environ, "ASSISTANT_DATA_DIR": str(app.data_dir), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [PYTHON, "-m", "assistant", "gaps", "--json", "--index", str(index)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr
-    assert [g["count"] for g in json.loads(result.stdout)["groups"]] == [g["count"] for g in report["groups"]]
-    result = subprocess.run(
-        [PYTHON, "-m", "assistant", "gaps", "--csv", "--index", str(index)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0 and result.stdout.startswith("count,declined,disliked"), result.stderr
+    shown = {}
+    for flag in ("--json", "--csv"):
+        result = subprocess.run(
+            [PYTHON, "-m", "assistant", "gaps", flag, "--index", str(index)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert result.returncode == 0, result.stderr
+        shown[flag] = result.stdout
+    assert [g["count"] for g in json.loads(shown["--json"])["groups"]] == [g["count"] for g in report["groups"]]
+    assert shown["--csv"].startswith("count,declined,disliked")
 
 
 def test_feedback_on_an_unknown_answer_or_with_a_bad_body_is_refused(admin_app: tuple[AppServer, Path, Path]) -> None:

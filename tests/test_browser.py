@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from appserver import CHROMIUM, CHROMIUM_ARGS, ROOT, AppServer, start_app
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from appserver import ROOT, AppServer, chromium, start_app
+from playwright.sync_api import Browser, Page, expect
 
 from assistant.records.database import Database
 from assistant.service import Assistant
@@ -49,12 +49,8 @@ new MutationObserver(() => {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/test.sh, which installs Debian's chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

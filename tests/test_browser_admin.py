@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from appserver import CHROMIUM, CHROMIUM_ARGS, ROOT, AppServer, post_json, start_app
-from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
+from appserver import ROOT, AppServer, chromium, post_json, start_app
+from playwright.sync_api import Browser, Dialog, Locator, Page, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
@@ -40,12 +40,8 @@ class AdminApp:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/test.sh, which installs Debian's chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from typing import Any
 from assistant.errors import ConfigError
 
 PREFIX = "ASSISTANT_"
+ENCODERS = ("int8", "fp32")  # ASSISTANT_ENCODER's values
 
 
 def _describe(default: Any, description: str) -> Any:
@@ -148,8 +149,8 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
         raise ConfigError("ASSISTANT_CHUNK_OVERLAP must be smaller than ASSISTANT_CHUNK_SIZE")
     if settings.ingest_group < 1:
         raise ConfigError("ASSISTANT_INGEST_GROUP must be at least 1")
-    if settings.encoder not in ("fp32", "int8"):
-        raise ConfigError(f"ASSISTANT_ENCODER must be fp32 or int8, not {settings.encoder!r}")
+    if settings.encoder not in ENCODERS:
+        raise ConfigError(f"ASSISTANT_ENCODER must be one of {', '.join(ENCODERS)}, not {settings.encoder!r}")
     if settings.question_log_days < 0:
         raise ConfigError("ASSISTANT_QUESTION_LOG_DAYS must be 0 (no log) or more")
     if settings.rate_limit < 1:

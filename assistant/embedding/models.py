@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from assistant.config import Settings
+from assistant.config import ENCODERS, Settings
 from assistant.embedding.interaction import pack_tokens
 from assistant.embedding.onnx_query import INPUTS, OnnxQueryEncoder, load_query_encoder, quantize_int8
 from assistant.errors import ConfigError
@@ -43,7 +43,6 @@ TOKENIZER = "tokenizer.json"
 # Recent questions kept encoded. A question's token vectors are up to 256 x 384 float16 (192 KB),
 # so 256 of them stay under 50 MB even when every question is as long as allowed.
 QUESTION_CACHE = 256
-PRECISIONS = ("fp32", "int8")
 # Bump when export_query_encoder changes, so old exports are not used. 2: token vectors output.
 EXPORT_FORMAT = 2
 CHECK_TEXTS = [
@@ -103,8 +102,8 @@ class SentenceEmbeddings(Embeddings):
         export_dir: Path | None = None,
         precision: str = "fp32",
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ConfigError(f"ASSISTANT_ENCODER must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        if precision not in ENCODERS:
+            raise ConfigError(f"ASSISTANT_ENCODER must be one of {', '.join(ENCODERS)}, not {precision!r}")
         if precision == "int8" and export_dir is None:
             raise ConfigError("the int8 encoder is made from the ONNX export: give the embedder a model cache folder")
         self.name = name

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,15 +54,13 @@ class OnnxQueryEncoder:
     def encode(self, text: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
         """(embedding, token vectors, their character spans) of `text`, special tokens left out."""
         encoding = self._tokenizer.encode(text)
-        arrays = {
-            "input_ids": np.asarray([encoding.ids], dtype=np.int64),
-            "attention_mask": np.asarray([encoding.attention_mask], dtype=np.int64),
-            "token_type_ids": np.asarray([encoding.type_ids], dtype=np.int64),
-        }
-        vectors, tokens = self._session.run(None, {name: arrays[name] for name in self._inputs})
+        vectors, tokens = self._session.run(None, self._feed(_arrays([encoding])))
         real = [n for n, special in enumerate(encoding.special_tokens_mask) if not special]
         offsets = [encoding.offsets[n] for n in real]
         return np.asarray(vectors[0], dtype=np.float32), np.asarray(tokens[0][real], dtype=np.float32), offsets
+
+    def _feed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: arrays[name] for name in self._inputs}  # an export may not take token_type_ids
 
     def token_counts(self, texts: list[str]) -> list[int]:
         """How many tokens each text has (truncated to the model's window), for batching by length."""
@@ -73,12 +72,8 @@ class OnnxQueryEncoder:
         Special tokens are in the token vectors with offsets (0, 0), like the torch path's.
         """
         encodings = self._padded.encode_batch(texts)
-        arrays = {
-            "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
-            "token_type_ids": np.asarray([e.type_ids for e in encodings], dtype=np.int64),
-        }
-        vectors, tokens = self._session.run(None, {name: arrays[name] for name in self._inputs})
+        arrays = _arrays(encodings)
+        vectors, tokens = self._session.run(None, self._feed(arrays))
         offsets = np.asarray([e.offsets for e in encodings], dtype=np.int64)
         return (
             np.asarray(vectors, dtype=np.float32),
@@ -86,6 +81,15 @@ class OnnxQueryEncoder:
             offsets,
             arrays["attention_mask"].astype(bool),
         )
+
+
+def _arrays(encodings: list[Any]) -> dict[str, np.ndarray]:
+    """The model's inputs for tokenizer encodings of one length (padded, or a single text)."""
+    return {
+        "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
+        "token_type_ids": np.asarray([e.type_ids for e in encodings], dtype=np.int64),
+    }
 
 
 def quantize_int8(source: Path, target: Path) -> None:

@@ -170,13 +170,10 @@ class Database:
         """
         if not self.logging_questions:
             return None
-        clinical = answer.get("reason") == CLINICAL
         row = {
             "id": uuid.uuid4().hex,
             "created": now(),
-            "question": "" if clinical else str(answer.get("question", "")),
-            "standalone_question": "" if clinical else str(answer.get("standalone_question", "")),
-            "answer": "" if clinical else str(answer.get("answer", "")),
+            **_kept_texts(answer),
             "mode": str(answer.get("mode", "extractive"))[:16],
             "refused": bool(answer.get("refused")),
             "reason": answer.get("reason"),
@@ -224,21 +221,19 @@ class Database:
                 return self.rate(question_id, rating, origin)
             except NotFoundError:
                 pass  # purged meanwhile: keep the rating with the answer's own text
-        clinical = answer.get("reason") == CLINICAL
+        kept = _kept_texts(answer)
         with self._begin() as db:
             result = db.execute(
                 feedback.insert().values(
                     created=now(),
                     rating=rating,
-                    question="" if clinical else str(answer.get("question", "")),
-                    standalone_question="" if clinical else str(answer.get("standalone_question", "")),
-                    answer="" if clinical else str(answer.get("answer", "")),
+                    **kept,
                     citations=json.dumps(list(answer.get("citations", ())), ensure_ascii=False),
                     origin=origin[:16],
                     question_id=None,
                 )
             )
-        logger.info("feedback %s on: %.80s", rating, "(clinical)" if clinical else answer.get("question", ""))
+        logger.info("feedback %s on: %.80s", rating, kept["question"] or "(clinical)")
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def feedback_rows(self) -> list[dict[str, Any]]:
@@ -247,7 +242,7 @@ class Database:
             rows = db.execute(sa.select(*(feedback.c[name] for name in FEEDBACK_COLUMNS)).order_by(feedback.c.id))
             out = [dict(row) for row in rows.mappings()]
         for row in out:
-            row["created"] = _iso(row["created"])
+            row["created"] = iso_utc(row["created"])
         return out
 
     def gap_questions(self, days: int | None = None) -> list[LoggedQuestion]:
@@ -424,6 +419,14 @@ def _parse_url(raw: str) -> sa.URL:
         ) from None
 
 
+def _kept_texts(answer: dict[str, Any]) -> dict[str, str]:
+    """The texts of an answer object the database may keep: none of a clinical refusal's."""
+    clinical = answer.get("reason") == CLINICAL
+    return {
+        name: "" if clinical else str(answer.get(name, "")) for name in ("question", "standalone_question", "answer")
+    }
+
+
 def _check_rating(rating: str) -> None:
     if rating not in RATINGS:
         raise InputError(f"rating must be one of {', '.join(RATINGS)}, not {rating!r}")
@@ -436,7 +439,8 @@ def _sources(raw: str) -> tuple[str, ...]:
         return ()
 
 
-def _iso(value: datetime | str) -> str:
+def iso_utc(value: datetime | str) -> str:
+    """A stored (naive UTC) time as ISO 8601 with its offset."""
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC).isoformat(timespec="seconds")
     return str(value)
@@ -456,7 +460,11 @@ def _short(exc: Exception) -> str:
     return str(original).strip().splitlines()[0][:200] if str(original).strip() else type(exc).__name__
 
 
+def spreadsheet_safe(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula gets a leading apostrophe (CSV injection)."""
+    return "'" + value if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")) else value
+
+
 def exported_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Feedback rows ready for a spreadsheet: text that would run as a formula gets a leading apostrophe."""
-    start = ("=", "+", "-", "@", "\t", "\r")
-    return [{k: ("'" + v if isinstance(v, str) and v.startswith(start) else v) for k, v in row.items()} for row in rows]
+    """Feedback rows ready for a spreadsheet."""
+    return [{k: spreadsheet_safe(v) for k, v in row.items()} for row in rows]

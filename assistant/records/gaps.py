@@ -14,12 +14,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from assistant.records.database import LoggedQuestion
+from assistant.records.database import LoggedQuestion, iso_utc
 
 THRESHOLD = 0.55  # mean similarity at which two groups of questions are one topic (experiments/tune_gaps.py)
 DENSE_WEIGHT = 0.75  # share of the sentence vectors' cosine in it; the rest is tf-idf word overlap
@@ -95,8 +95,8 @@ class Gap:
         return {
             "count": self.count,
             "examples": list(self.examples),
-            "first": _iso(self.first),
-            "last": _iso(self.last),
+            "first": iso_utc(self.first),
+            "last": iso_utc(self.last),
             "declined": self.declined,
             "disliked": self.disliked,
             "nearest": None
@@ -206,7 +206,3 @@ def build_gaps(
 def _unit(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms == 0, 1.0, norms)
-
-
-def _iso(value: datetime) -> str:
-    return value.replace(tzinfo=UTC).isoformat(timespec="seconds")

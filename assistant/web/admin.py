@@ -95,7 +95,7 @@ def delete_document(assistant: Assistant, source: str) -> dict[str, Any]:
 
     NotFoundError when no guide has this source (path tricks included: they name no guide).
     """
-    record = assistant.remove(source) if _plain_source(source) else None
+    record = assistant.remove(source) if is_source_id(source) else None
     if record is None:
         raise NotFoundError(f"no ingested guide is called {source[:200]!r}")
     corpus = Path(assistant.settings.corpus_dir).resolve()
@@ -115,11 +115,12 @@ def delete_document(assistant: Assistant, source: str) -> dict[str, Any]:
     return {"removed": record.source, "title": record.title, "trashed": trashed, "chunks": assistant.chunk_count()}
 
 
-def _plain_source(source: str) -> bool:
-    """A relative path without `..`, empty parts, backslashes or control characters."""
-    if not source or source.startswith("/") or "\\" in source or any(ord(c) < 32 for c in source):
+def is_source_id(source: str) -> bool:
+    """Whether a path could be an ingested source id: relative, no `..`, no odd characters."""
+    if not source or source.startswith(("/", "\\")) or "\\" in source or "\x00" in source:
         return False
-    return not any(part in ("", ".", "..") for part in source.split("/"))
+    parts = source.split("/")
+    return not any(part in ("", ".", "..") for part in parts) and ":" not in parts[0]
 
 
 def _in_trash(path: Path, corpus: Path) -> bool:

@@ -29,7 +29,7 @@ from assistant.config import Settings
 from assistant.errors import AssistantError, InputError, StoreUnavailableError
 from assistant.service import Assistant
 from assistant.slot import AssistantSlot
-from assistant.web.admin import delete_document, list_documents, reingest, token_status, upload
+from assistant.web.admin import delete_document, is_source_id, list_documents, reingest, token_status, upload
 from assistant.web.failures import error_response, install_error_handler
 from assistant.web.journal import Journal
 from assistant.web.middleware import (
@@ -290,20 +290,11 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter, jo
     @app.get("/", include_in_schema=False)
     def starting() -> Response:
         """The chat is still loading (the API already answers): a page that reloads itself."""
-        page = _message_page("Starting", "The chat is starting; this page reloads in a moment.")
-        page = page.replace("<title>", '<meta http-equiv="refresh" content="2"><title>', 1)
+        page = _message_page("Starting", "The chat is starting; this page reloads in a moment.", reload_seconds=2)
         return HTMLResponse(page, 503, {"Retry-After": "2", "Cache-Control": "no-store"})
 
     app.mount("/web", StaticFiles(directory=STATIC_DIR), name="web")
     return app
-
-
-def is_source_id(source: str) -> bool:
-    """Whether a /sources/ path could be an ingested source id: relative, no `..`, no odd characters."""
-    if not source or source.startswith(("/", "\\")) or "\\" in source or "\x00" in source:
-        return False
-    parts = source.split("/")
-    return not any(part in ("", ".", "..") for part in parts) and ":" not in parts[0]
 
 
 def parse_ask(body: bytes) -> tuple[str, list[Turn]]:
@@ -360,10 +351,11 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _message_page(title: str, message: str) -> str:
+def _message_page(title: str, message: str, reload_seconds: int = 0) -> str:
     # Only constant text reaches this page: nothing from the request is echoed.
+    refresh = f'<meta http-equiv="refresh" content="{reload_seconds}">' if reload_seconds else ""
     return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{refresh}<title>{title}</title>'
         '<link rel="stylesheet" href="/web/source.css"></head>'
         f'<body><header class="bar"><a href="/">← Ask the assistant</a></header><main><p>{message}</p></main></body></html>'
     )

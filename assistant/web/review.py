@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from assistant.errors import AssistantError, DatabaseError
-from assistant.records.database import Database
+from assistant.records.database import Database, spreadsheet_safe
 from assistant.records.gaps import Gap, Section, build_gaps
 from assistant.service import Assistant
 
@@ -170,9 +170,9 @@ def gaps_csv(report: dict[str, Any]) -> str:
                 group["disliked"],
                 group["first"],
                 group["last"],
-                _cell(" | ".join(group["examples"])),
-                _cell(near.get("source", "")),
-                _cell(near.get("section", "")),
+                spreadsheet_safe(" | ".join(group["examples"])),
+                spreadsheet_safe(near.get("source", "")),
+                spreadsheet_safe(near.get("section", "")),
             ]
         )
     return out.getvalue()
@@ -192,7 +192,3 @@ def gaps_text(report: dict[str, Any]) -> str:
         )
         lines += [f"   - {example}" for example in group["examples"]]
     return "\n".join(lines)
-
-
-def _cell(value: str) -> str:
-    return "'" + value if value.startswith(("=", "+", "-", "@", "\t", "\r")) else value

@@ -56,6 +56,11 @@ class Settings:
     )
     max_file_mb: float = _describe(20.0, "Documents larger than this are refused at ingest.")
     top_k: int = _describe(5, "Passages given to the answer composer.")
+    retrieval_cache_mb: float = _describe(
+        256.0,
+        "Memory for the chunk records retrieval re-scores, kept between questions (10-15 KB a chunk: the default holds about 20,000); "
+        "0: read them from the index every time.",
+    )
     min_evidence: float = _describe(
         0.47,
         "Evidence (best similarity + 0.2 x keyword coverage, coverage counted twice when the "
@@ -153,6 +158,8 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
         raise ConfigError(f"ASSISTANT_ENCODER must be one of {', '.join(ENCODERS)}, not {settings.encoder!r}")
     if settings.question_log_days < 0:
         raise ConfigError("ASSISTANT_QUESTION_LOG_DAYS must be 0 (no log) or more")
+    if settings.retrieval_cache_mb < 0:
+        raise ConfigError("ASSISTANT_RETRIEVAL_CACHE_MB must be 0 (no cache) or more")
     if settings.rate_limit < 1:
         raise ConfigError("ASSISTANT_RATE_LIMIT must be at least 1")
     return settings

@@ -5,7 +5,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from assistant.devtools.bench import build_scaled_index, generate_corpus
+from assistant.devtools.bench import (
+    QUESTIONS,
+    bench_langchain_baseline,
+    bench_queries,
+    bench_questions,
+    build_scaled_index,
+    generate_corpus,
+)
 from assistant.service import Assistant
 from conftest import CORPUS, PYTHON, ROOT, settings_for
 
@@ -36,3 +43,18 @@ def test_bad_corpus_sizes_are_a_usage_error() -> None:
         )
         assert result.returncode == 2, bad
         assert message in result.stderr, result.stderr
+
+
+def test_both_pipelines_are_timed_on_the_same_questions_and_the_baseline_scales_like_ours(tmp_path: Path) -> None:
+    generate_corpus(CORPUS, tmp_path / "corpus", 3)
+    settings = settings_for(tmp_path / "ours")
+    questions = bench_questions(settings)
+    assert questions[: len(QUESTIONS)] == QUESTIONS and len(questions) > len(QUESTIONS)  # + the check questions
+    Assistant.from_settings(settings, create=True).ingest([tmp_path / "corpus"])
+    ours = bench_queries(settings, tmp_path / "ours", rounds=4)
+    assert set(ours) == {"chunks", "retrieval", "retrieval_uncached", "ask"}
+    assert all(ours[k]["p95_ms"] > 0 for k in ("retrieval", "retrieval_uncached", "ask"))
+    base = bench_langchain_baseline(settings, tmp_path / "corpus", tmp_path / "work", rounds=4, scaled_chunks=100)
+    assert base["retrieval"]["p95_ms"] > 0 and base["chunks"] > 0
+    assert 100 <= base["scaled"]["chunks"] < 100 + base["chunks"]
+    assert base["scaled"]["retrieval"]["p95_ms"] > 0

@@ -196,3 +196,39 @@ def test_fusion_trusts_bm25_less_when_its_top_is_flat() -> None:
     flat = fuse(cosine, keyword, np.asarray([10.0] + [9.5] * 8 + [9.0]), config)
     assert flat[0] > flat[1]  # the cosine decides
     assert peaked[1] - peaked[0] > flat[1] - flat[0]
+
+
+def test_a_repeated_question_reads_its_records_from_the_cache_and_gets_the_same_passages(
+    tmp_path: Path, embedder: SentenceEmbeddings
+) -> None:
+    store, settings = _store(tmp_path)
+    sync_documents([_doc("a.md", "Pilots", PILOT), _doc("b.md", "Bread", BAKERY)], store, embedder, settings)
+    retriever = Retriever(store, embedder)
+    first = retriever.retrieve("how do I become an airline pilot", 2)
+    misses = retriever.records.misses
+    again = retriever.retrieve("how do I become an airline pilot", 2)
+    assert retriever.records.misses == misses and retriever.records.hits > 0
+    assert [(p.chunk.id, round(p.fused, 5)) for p in again] == [(p.chunk.id, round(p.fused, 5)) for p in first]
+    uncached = Retriever(store, embedder, cache_bytes=0).retrieve("how do I become an airline pilot", 2)
+    assert [(p.chunk.id, round(p.fused, 5)) for p in uncached] == [(p.chunk.id, round(p.fused, 5)) for p in first]
+
+
+def test_a_chunk_rewritten_in_the_index_is_never_served_from_the_cache(
+    tmp_path: Path, embedder: SentenceEmbeddings
+) -> None:
+    store, settings = _store(tmp_path)
+    sync_documents([_doc("a.md", "Pilots", PILOT)], store, embedder, settings)
+    retriever = Retriever(store, embedder)
+    cached = retriever.retrieve("airline pilot licence", 1)[0].chunk
+    assert len(retriever.records) > 0
+    # another process rewrites the record under the same id (as a new chunking version would)
+    original = _doc("a.md", "Pilots", PILOT)
+    edited = Document(
+        source="a.md", title="Pilots", text=PILOT + " Rewritten.", content_hash=original.content_hash, root=""
+    )
+    rewritten = chunk_document(edited, 900, 150)
+    same_id = [c for c in rewritten if c.id == cached.id]
+    assert same_id
+    store.add_chunks(same_id, embed_chunks(same_id, store, embedder))
+    store.bump_generation()
+    assert retriever.retrieve("airline pilot licence", 1)[0].chunk.text == same_id[0].text != cached.text

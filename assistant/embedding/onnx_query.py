@@ -41,9 +41,6 @@ class OnnxQueryEncoder:
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_tokens)
-        self._padded = Tokenizer.from_file(str(tokenizer_path))  # batches: padded to their longest text
-        self._padded.enable_truncation(max_tokens)
-        self._padded.enable_padding()
         self._inputs = [i.name for i in self._session.get_inputs()]
         self.path = onnx_path
 
@@ -62,19 +59,18 @@ class OnnxQueryEncoder:
     def _feed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {name: arrays[name] for name in self._inputs}  # an export may not take token_type_ids
 
-    def token_counts(self, texts: list[str]) -> list[int]:
-        """How many tokens each text has (truncated to the model's window), for batching by length."""
-        return [len(e.ids) for e in self._tokenizer.encode_batch(texts)]
+    def tokenize(self, texts: list[str]) -> list[Any]:
+        """Each text's tokenizer encoding (truncated to the model's window), for `encode_tokenized`."""
+        return list(self._tokenizer.encode_batch(texts))
 
-    def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(embeddings, token vectors, token character offsets, attention mask) of a padded batch.
+    def encode_tokenized(self, encodings: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(embeddings, token vectors, token character offsets, attention mask) of a batch of
+        `tokenize`'s encodings, padded here to the longest.
 
         Special tokens are in the token vectors with offsets (0, 0), like the torch path's.
         """
-        encodings = self._padded.encode_batch(texts)
-        arrays = _arrays(encodings)
+        arrays, offsets = _padded(encodings)
         vectors, tokens = self._session.run(None, self._feed(arrays))
-        offsets = np.asarray([e.offsets for e in encodings], dtype=np.int64)
         return (
             np.asarray(vectors, dtype=np.float32),
             np.asarray(tokens, dtype=np.float32),
@@ -84,12 +80,27 @@ class OnnxQueryEncoder:
 
 
 def _arrays(encodings: list[Any]) -> dict[str, np.ndarray]:
-    """The model's inputs for tokenizer encodings of one length (padded, or a single text)."""
+    """The model's inputs for tokenizer encodings of one length (a single text)."""
     return {
         "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
         "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
         "token_type_ids": np.asarray([e.type_ids for e in encodings], dtype=np.int64),
     }
+
+
+def _padded(encodings: list[Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The model's inputs and the token offsets for encodings of any lengths, zero-padded to the
+    longest (BERT's [PAD] is id 0; padding has mask 0 and offsets (0, 0))."""
+    length = max(len(e.ids) for e in encodings)
+    arrays = {name: np.zeros((len(encodings), length), dtype=np.int64) for name in INPUTS}
+    offsets = np.zeros((len(encodings), length, 2), dtype=np.int64)
+    for row, e in enumerate(encodings):
+        n = len(e.ids)
+        arrays["input_ids"][row, :n] = e.ids
+        arrays["attention_mask"][row, :n] = e.attention_mask
+        arrays["token_type_ids"][row, :n] = e.type_ids
+        offsets[row, :n] = e.offsets
+    return arrays, offsets
 
 
 def quantize_int8(source: Path, target: Path) -> None:

@@ -22,7 +22,9 @@ evaluation does) adds passages below the chat's top k without reordering it. Tun
 train; docs/retrieval.md has the ablation.
 
 Only chunks that the document manifest currently points to are returned ("live" chunks), so
-a question asked during a re-ingest sees each document wholly old or wholly new.
+a question asked during a re-ingest sees each document wholly old or wholly new. Records and
+vectors read from the index are kept in a bounded cache (cache.py), emptied whenever the
+index's generation moves.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 from assistant.embedding.interaction import maxsim
 from assistant.embedding.models import QuestionVectors, SentenceEmbeddings
 from assistant.index.store import Store, StoredChunk
+from assistant.retrieval.cache import LruCache
 from assistant.retrieval.fusion import RetrievalConfig, fuse
 from assistant.retrieval.keyword import KeywordIndex, Support, top_scores
 
@@ -46,6 +49,7 @@ logger = logging.getLogger(__name__)
 _WORD = re.compile(r"(?u)\b\w\w+\b")  # words for the near-duplicate test
 # Chunk records fetched for retrieve's top k: a few more than k, since near-duplicates are skipped.
 FETCH_FACTOR = 3
+CACHE_BYTES = 256 * 2**20  # default budget of the record cache (Settings.retrieval_cache_mb)
 
 
 @dataclass(frozen=True)
@@ -81,10 +85,18 @@ class Retriever:
         passages = retriever.retrieve("How long is residency?", k=5)
     """
 
-    def __init__(self, store: Store, embedder: SentenceEmbeddings, config: RetrievalConfig | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        embedder: SentenceEmbeddings,
+        config: RetrievalConfig | None = None,
+        cache_bytes: int = CACHE_BYTES,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.config = config or RetrievalConfig()
+        self.records: LruCache[StoredChunk] = LruCache(cache_bytes, _record_bytes)
+        self.vectors: LruCache[np.ndarray] = LruCache(cache_bytes // 8, lambda v: int(v.nbytes))
         self._lock = threading.Lock()
         self._generation = -1
         self._source: dict[str, str] = {}  # live chunk id -> its document's source
@@ -102,6 +114,8 @@ class Retriever:
             ids, texts = self.store.all_texts()
             kept = [(i, t) for i, t in zip(ids, texts) if i in source]
             keyword = KeywordIndex([i for i, _ in kept], [t for _, t in kept], self.config.bm25_k1, self.config.bm25_b)
+            self.records.clear()
+            self.vectors.clear()
             self._source, self._keyword, self._generation = source, keyword, generation
             logger.info("keyword index rebuilt: %d live chunks (generation %d)", len(kept), generation)
 
@@ -132,7 +146,7 @@ class Retriever:
         """The k best passages for a question, near-duplicates removed."""
         ranking = self._rank(question, 0)
         missing = [i for i in ranking.ids[: k * FETCH_FACTOR] if i not in ranking.chunks]
-        chunks = {**ranking.chunks, **{c.id: c for c in self.store.get_chunks(missing)}}
+        chunks = {**ranking.chunks, **self._chunks(missing)}
         passages: list[Passage] = []
         kept_words: list[set[str]] = []
         for chunk_id in ranking.ids:
@@ -179,7 +193,7 @@ class Retriever:
         chunks: dict[str, StoredChunk] = {}  # records are read for the chunks re-scored below only
         similarity = dict(dense)
         missing = [i for i in lexical if i not in similarity]
-        for chunk_id, vector in self.store.get_vectors(missing).items():
+        for chunk_id, vector in self.vectors.get_many(missing, self.store.get_vectors).items():
             similarity[chunk_id] = float(vector @ query_vector)
         ids = list(similarity)
         position = keyword.position
@@ -212,7 +226,7 @@ class Retriever:
         top = ids[: cfg.late_candidates]
         if not top or cfg.late_weight == 0:
             return fused
-        chunks.update({c.id: c for c in self.store.get_chunks([i for i in top if i not in chunks])})
+        chunks.update(self._chunks([i for i in top if i not in chunks]))
         bits = [chunks[i].token_bits if i in chunks else np.zeros((0, 0), np.uint8) for i in top]
         if any(len(b) == 0 for b in bits):
             logger.debug("no token vectors stored (index built before them): fused order kept")
@@ -224,6 +238,14 @@ class Retriever:
         for chunk_id, score in zip(top, late):
             rescored[chunk_id] = fused[chunk_id] + cfg.late_weight * float(score)
         return rescored
+
+    def _chunks(self, ids: list[str]) -> dict[str, StoredChunk]:
+        """Chunk records by id, from the cache or else in one read of the index."""
+        return self.records.get_many(ids, lambda missing: {c.id: c for c in self.store.get_chunks(missing)})
+
+
+def _record_bytes(chunk: StoredChunk) -> int:
+    return len(chunk.text) + int(chunk.sentence_vectors.nbytes) + int(chunk.token_bits.nbytes) + 16 * len(chunk.spans)
 
 
 def _words(text: str) -> set[str]:

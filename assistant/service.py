@@ -121,7 +121,10 @@ class Assistant:
         chat_model = build_chat_model(settings)
         if chat_model is not None:
             logger.info("LLM answers from %s (model %r)", settings.llm_base_url, settings.llm_model or "default")
-        store = Store(client, collection_suffix(settings), index_settings(settings))
+        suffix = collection_suffix(settings)
+        # on an embedded index, a file beside it tells readers cheaply when the index changed
+        change_file = None if settings.uses_chroma_server else Path(settings.index_dir) / f"generation-{suffix}"
+        store = Store(client, suffix, index_settings(settings), change_file)
         return cls(settings, store, build_embeddings(settings), chat_model)
 
     def chunk_count(self) -> int:

@@ -481,11 +481,6 @@ def test_sentences_of_the_not_covered_guide_are_never_mixed_into_other_answers(c
         assert NOT_COVERED_GUIDE not in sources or sources == {NOT_COVERED_GUIDE}, question
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with the int8 encoder the ranker leads with 'The Model for Improvement also asks three questions "
-    "up front ...' (the sentence after the steps), so the steps follow from Study, not Plan (fp32 led with Plan)",
-)
 def test_the_steps_of_a_list_come_out_in_the_guides_order(corpus_assistant: Assistant) -> None:
     # The best sentence was "Do: ...", and the other steps followed by score: Act, Study, Plan.
     answer = corpus_assistant.ask("how do I set up a PDSA cycle to cut our door to doc times").answer

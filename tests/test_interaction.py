@@ -54,6 +54,17 @@ def test_a_piece_of_weight_zero_does_not_count_and_a_chunk_without_tokens_scores
     assert maxsim(question, np.ones(2, np.float32), [np.zeros((0, 0), np.uint8)])[0] == 0.0
 
 
+def test_maxsim_is_the_weighted_mean_of_each_piece_best_cosine_with_the_unpacked_vectors() -> None:
+    rng = np.random.default_rng(4)
+    question = _unit(rng.normal(size=(5, 384)))
+    weights = np.asarray([0.0, 2.0, 0.0, 1.0, 0.5], np.float32)  # stopwords and punctuation weigh 0
+    chunks = [pack_tokens(rng.normal(size=(n, 384))) for n in (3, 9, 1)]
+    expected = [
+        float(weights @ (question @ unpack_tokens(bits, 384).T).max(axis=1) / weights.sum()) for bits in chunks
+    ]
+    assert maxsim(question, weights, chunks) == pytest.approx(expected, abs=1e-5)
+
+
 def test_piece_weights_are_the_idf_of_their_word_and_zero_for_stopwords_and_punctuation() -> None:
     index = KeywordIndex(
         ["a", "b", "c"],

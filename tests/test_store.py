@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from assistant.documents.chunking import chunk_document
 from assistant.documents.loading import load_document
 from assistant.embedding.models import SentenceEmbeddings
 from assistant.errors import IndexMissingError, StoreUnavailableError
+from assistant.index import store as store_module
 from assistant.index.store import DocumentRecord, Store, build_client, collection_suffix
 from assistant.ingest.sync import embed_chunks
 from conftest import CORPUS, settings_for
@@ -67,6 +69,32 @@ def test_manifest_round_trip_and_generation(store: Store) -> None:
     assert "__generation__" not in store.documents()
     store.delete_document("a/b c.md")
     assert store.documents() == {}
+
+
+def test_a_change_through_any_store_with_the_change_file_is_seen_at_once(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path / "index")
+    change_file = tmp_path / "index" / "generation-test"
+    reader = Store(build_client(settings), collection_suffix(settings), change_file=change_file)
+    writer = Store(build_client(settings), collection_suffix(settings), change_file=change_file)
+    assert reader.latest_generation() == 0
+    for expected in (1, 2, 3):  # several within one clock tick: the file is replaced, not rewritten
+        writer.bump_generation()
+        assert reader.latest_generation() == expected
+    assert change_file.read_text() == "3\n"
+
+
+def test_a_writer_without_the_change_file_is_seen_within_the_recheck_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "RECHECK_SECONDS", 0.3)
+    settings = settings_for(tmp_path / "index")
+    reader = Store(build_client(settings), collection_suffix(settings), change_file=tmp_path / "index" / "changes")
+    assert reader.latest_generation() == 0
+    Store(build_client(settings), collection_suffix(settings)).bump_generation()  # an older writer
+    assert reader.latest_generation() == 0  # the file did not move: not read again yet
+    time.sleep(0.35)
+    assert reader.latest_generation() == 1
+    assert Store(build_client(settings), collection_suffix(settings)).latest_generation() == 1  # no file: exact
 
 
 def test_collection_names_keep_models_and_chunkings_apart(tmp_path: Path) -> None:

@@ -65,9 +65,11 @@ def maxsim(question: np.ndarray, weights: np.ndarray, chunks: Sequence[np.ndarra
         return scores
     total = float(weights.sum())
     share = weights / total if total > 0 else np.full(len(question), 1.0 / len(question), dtype=np.float32)
+    question = np.asarray(question, dtype=np.float32)
+    kept = share > 0  # a piece of weight 0 (a stopword, punctuation) adds nothing: not computed
+    question, share = question[kept], share[kept]
     # q . (2b - 1) / sqrt(dim) for the bits b of every chunk piece at once (unpack_tokens' vectors,
     # without materialising them), then the best match within each chunk's rows
-    question = np.asarray(question, dtype=np.float32)
     dim = question.shape[1]
     bits = np.unpackbits(np.concatenate([chunks[n] for n in present]), axis=1, count=dim).view(np.int8)
     with _one_blas_thread():

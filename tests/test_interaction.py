@@ -59,9 +59,7 @@ def test_maxsim_is_the_weighted_mean_of_each_piece_best_cosine_with_the_unpacked
     question = _unit(rng.normal(size=(5, 384)))
     weights = np.asarray([0.0, 2.0, 0.0, 1.0, 0.5], np.float32)  # stopwords and punctuation weigh 0
     chunks = [pack_tokens(rng.normal(size=(n, 384))) for n in (3, 9, 1)]
-    expected = [
-        float(weights @ (question @ unpack_tokens(bits, 384).T).max(axis=1) / weights.sum()) for bits in chunks
-    ]
+    expected = [float(weights @ (question @ unpack_tokens(bits, 384).T).max(axis=1) / weights.sum()) for bits in chunks]
     assert maxsim(question, weights, chunks) == pytest.approx(expected, abs=1e-5)
 
 

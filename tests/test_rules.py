@@ -101,6 +101,16 @@ def test_a_not_covered_section_is_the_whole_answer_when_it_ranks_first_and_holds
     assert focus_not_covered([declines, other], [0.8, 0.8], lead=None) == [declines]
 
 
+def test_a_not_covered_section_closest_in_meaning_is_the_answer_even_when_a_shared_word_ranks_another_first() -> None:
+    # "What do medical directors get paid per year?": "paid" ranked the payment-models section first
+    payments = passage("Fee-for-service: payment for each visit, test or procedure.", similarity=0.605)
+    declines = passage("The guides do not say how much a medical director earns.", similarity=0.721, not_covered=True)
+    assert focus_not_covered([payments, declines], [0.6, 0.5], lead=0) == [declines]
+    # as close as another passage is not closer: the passages stay as they are
+    level = passage("The guides do not say how much a medical director earns.", similarity=0.605, not_covered=True)
+    assert focus_not_covered([payments, level], [0.6, 0.5], lead=0) == [payments, level]
+
+
 def test_a_not_covered_section_that_holds_fewer_words_leaves_the_passages_alone() -> None:
     declines = passage("The guides do not cover malpractice insurance.", not_covered=True)
     insurers = passage("Health insurers employ medical directors to review claims.")

@@ -68,11 +68,18 @@ def focus_not_covered(passages: list[Passage], coverages: Sequence[float], lead:
     directors, so without this the answer would quote loosely related sentences with
     confident citations. Such a section is the answer when it is the best-ranked passage and
     holds the question's words (`coverages`, IDF-weighted, one per passage) at least as well
-    as any other passage, or when it holds the best sentence (`lead`, from `lead_passage`).
+    as any other passage, when it is closer in meaning (cosine) to the question than every other
+    passage (a shared word such as "paid" can rank "How health care organizations are paid"
+    first for "What do medical directors get paid per year?"), or when it holds the best
+    sentence (`lead`, from `lead_passage`).
     The service narrows before composing or generating, so both answer the same way.
     """
     if passages and passages[0].chunk.not_covered and coverages[0] >= max(coverages[1:], default=0.0):
         return passages[:1]
+    for n, candidate in enumerate(passages):
+        others = [p.similarity for m, p in enumerate(passages) if m != n]
+        if candidate.chunk.not_covered and candidate.similarity > max(others, default=-1.0):
+            return [candidate]  # closest in meaning of all: the question is one of its topics
     if lead is not None and passages[lead].chunk.not_covered:
         return [passages[lead]]
     return passages

@@ -108,7 +108,7 @@ class Assistant:
         self.settings = settings
         self.store = store
         self.embedder = embedder
-        self.retriever = Retriever(store, embedder, cache_bytes=int(settings.retrieval_cache_mb * 2**20))
+        self.retriever = Retriever(store, embedder, cache_bytes=int(settings.retrieval_cache_mb * 2**20), warm=True)
         self.composer = ComposerConfig()
         self.chat_model = chat_model  # None: extractive answers only
         self.serving = False  # set by the app: a sync then gives in-flight questions time to finish

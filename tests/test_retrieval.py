@@ -232,3 +232,35 @@ def test_a_chunk_rewritten_in_the_index_is_never_served_from_the_cache(
     store.add_chunks(same_id, embed_chunks(same_id, store, embedder))
     store.bump_generation()
     assert retriever.retrieve("airline pilot licence", 1)[0].chunk.text == same_id[0].text != cached.text
+
+
+def test_a_warming_retriever_reads_every_live_record_once_and_again_after_a_change(
+    tmp_path: Path, embedder: SentenceEmbeddings
+) -> None:
+    store, settings = _store(tmp_path)
+    sync_documents([_doc("a.md", "Pilots", PILOT), _doc("b.md", "Bread", BAKERY)], store, embedder, settings)
+    retriever = Retriever(store, embedder, warm=True)
+    retriever.refresh()
+    assert retriever.warmed.wait(30)
+    live = {i for record in store.documents().values() for i in record.chunk_ids}
+    assert live and set(retriever.records.ids()) == live
+    misses = retriever.records.misses
+    retriever.retrieve("how do I become an airline pilot", 2)
+    assert retriever.records.misses == misses  # nothing left to read from the index
+    sync_documents([_doc("a.md", "Pilots", PILOT + " Airlines also test pilots' English.")], store, embedder, settings)
+    retriever.refresh()
+    assert retriever.warmed.wait(30)
+    texts = {c.text for c in retriever.records.get_many(retriever.records.ids(), lambda ids: {}).values()}
+    assert any("English" in t for t in texts) and not any(t.endswith("about two years.") for t in texts if "Pilot" in t)
+
+
+def test_warming_stops_when_the_cache_is_full(tmp_path: Path, embedder: SentenceEmbeddings) -> None:
+    store, settings = _store(tmp_path)
+    docs = [_doc(f"g{n}.md", f"Guide {n}", f"{BAKERY} Variant {n}.") for n in range(12)]
+    sync_documents(docs, store, embedder, settings)
+    one = store.get_chunks([next(iter(store.documents().values())).chunk_ids[0]])[0]
+    budget = 3 * (len(one.text) + one.sentence_vectors.nbytes + one.token_bits.nbytes + 400)
+    retriever = Retriever(store, embedder, cache_bytes=budget, warm=True)
+    retriever.refresh()
+    assert retriever.warmed.wait(30)
+    assert 0 < len(retriever.records) < 12 and retriever.records.bytes <= budget

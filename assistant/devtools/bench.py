@@ -145,8 +145,8 @@ def bench_ingest(settings: Settings, docs: int, work: Path) -> dict[str, Any]:
 def bench_queries(settings: Settings, index_dir: Path, rounds: int) -> dict[str, Any]:
     """Latency of retrieval alone and of the whole extractive ask, over a fixed question set.
 
-    One pass over the questions comes first (steady state: the keyword index built, popular
-    chunks' records in the retriever's cache, start-up's objects frozen out of the garbage
+    One pass over the questions comes first (steady state: the keyword index built, the
+    chunks' records read into the retriever's cache, start-up's objects frozen out of the garbage
     collector's scans as app.py freezes them); `retrieval_uncached` then times the questions
     again with that cache emptied before each, as for a question no one asked before.
     """
@@ -155,6 +155,7 @@ def bench_queries(settings: Settings, index_dir: Path, rounds: int) -> dict[str,
     retriever = assistant.retriever
     for question in questions:  # warm up
         retriever.retrieve(question, settings.top_k)
+    retriever.warmed.wait(120)  # the records read into the cache after the keyword index was built
     gc.collect()
     gc.freeze()  # as app.py does once it has started (app.settle_heap)
     retrieval, uncached, asks = [], [], []

@@ -44,6 +44,11 @@ class LruCache(Generic[Value]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def ids(self) -> list[str]:
+        """The ids held, least recently used first."""
+        with self._lock:
+            return list(self._entries)
+
     @property
     def bytes(self) -> int:
         """Approximate bytes held."""

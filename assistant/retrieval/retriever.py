@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 _WORD = re.compile(r"(?u)\b\w\w+\b")  # words for the near-duplicate test
 # Chunk records fetched for retrieve's top k: a few more than k, since near-duplicates are skipped.
 FETCH_FACTOR = 3
+WARM_BATCH = 500  # records read per Chroma call when warming the cache
 KEYWORD_THREADS = 8  # questions whose BM25 side can run at once, beside their encoding
 CACHE_BYTES = 256 * 2**20  # default budget of the record cache (Settings.retrieval_cache_mb)
 
@@ -93,6 +94,7 @@ class Retriever:
         embedder: SentenceEmbeddings,
         config: RetrievalConfig | None = None,
         cache_bytes: int = CACHE_BYTES,
+        warm: bool = False,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -105,6 +107,9 @@ class Retriever:
         self._generation = -1
         self._source: dict[str, str] = {}  # live chunk id -> its document's source
         self._keyword = KeywordIndex([], [], self.config.bm25_k1, self.config.bm25_b)
+        self._warm = warm  # read the live chunks' records into the cache after each rebuild
+        self.warmed = threading.Event()  # set once that read is done (or stopped, or not wanted)
+        self.warmed.set()
 
     def refresh(self, force: bool = False) -> None:
         """Rebuild the live-chunk set and keyword index if the store's generation moved."""
@@ -121,6 +126,29 @@ class Retriever:
             self.clear_cache()
             self._source, self._keyword, self._generation = source, keyword, generation
             logger.info("keyword index rebuilt: %d live chunks (generation %d)", len(kept), generation)
+            if self._warm:
+                self.warmed.clear()
+                live = [i for i, _ in kept]
+                threading.Thread(target=self._warm_cache, args=(generation, live), daemon=True).start()
+
+    def _warm_cache(self, generation: int, ids: list[str]) -> None:
+        """Read the live chunks' records into the cache, a batch at a time, until it is nearly full.
+
+        In the background after each rebuild, so the first questions are not kept waiting. With
+        every record of 1,000 guides (72 MB) in memory, retrieval p95 went from about 10 to 7.5 ms
+        (the tail was questions whose candidates had not been read before; docs/history.md).
+        """
+        try:
+            for start in range(0, len(ids), WARM_BATCH):
+                if self._generation != generation or self.records.bytes >= 0.9 * self.records.max_bytes:
+                    break  # the index moved on (its own warming follows), or the cache is full
+                self._chunks(ids[start : start + WARM_BATCH])
+            logger.debug("record cache warmed: %d chunks, %d MB", len(self.records), self.records.bytes >> 20)
+        except Exception:  # the index went away (a closed client, a deleted folder): reads stay on demand
+            logger.debug("warming the record cache stopped", exc_info=True)
+        finally:
+            if self._generation == generation:  # else the newer rebuild's warming sets it
+                self.warmed.set()
 
     def clear_cache(self) -> None:
         """Forget the records, vectors and word sets read so far (the index changed, or a benchmark

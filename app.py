@@ -116,8 +116,8 @@ def attach_chat(app: Any, ready: AssistantSlot, journal: Any, limiter: Any, loop
 
 
 def settle_heap() -> None:
-    """Keep what start-up loaded (gradio, chromadb, the guides' keyword index) out of the garbage
-    collector's scans from now on.
+    """Keep what start-up loaded (gradio, chromadb, the models) out of the garbage collector's
+    scans from now on.
 
     Each question allocates enough to start collections, and a collection that walks the
     start-up's hundreds of thousands of objects lands on some question: with them frozen,

@@ -29,6 +29,7 @@ from assistant.documents.loading import find_documents, load_document
 from assistant.embedding.models import ChunkVectors, build_embeddings
 from assistant.index.store import DocumentRecord
 from assistant.service import Assistant
+from assistant.web.review import load_checks
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +49,8 @@ QUESTIONS = [
 def bench_questions(settings: Settings) -> list[str]:
     """The timed questions: the eight above and the corpus's check questions (36 with the shipped ones)."""
     path = settings.check_questions_file
-    if not path.is_file():
-        return list(QUESTIONS)
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return QUESTIONS + [str(json.loads(line)["question"]) for line in lines if line.strip()]
+    checks = load_checks(path)[0] if path.is_file() else []
+    return QUESTIONS + [check.question for check in checks]
 
 
 def _asked(questions: list[str], i: int, tag: str) -> str:

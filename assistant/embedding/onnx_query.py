@@ -51,7 +51,7 @@ class OnnxQueryEncoder:
     def encode(self, text: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
         """(embedding, token vectors, their character spans) of `text`, special tokens left out."""
         encoding = self._tokenizer.encode(text)
-        vectors, tokens = self._session.run(None, self._feed(_arrays([encoding])))
+        vectors, tokens = self._session.run(None, self._feed(_padded([encoding])[0]))
         real = [n for n, special in enumerate(encoding.special_tokens_mask) if not special]
         offsets = [encoding.offsets[n] for n in real]
         return np.asarray(vectors[0], dtype=np.float32), np.asarray(tokens[0][real], dtype=np.float32), offsets
@@ -79,18 +79,9 @@ class OnnxQueryEncoder:
         )
 
 
-def _arrays(encodings: list[Any]) -> dict[str, np.ndarray]:
-    """The model's inputs for tokenizer encodings of one length (a single text)."""
-    return {
-        "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
-        "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
-        "token_type_ids": np.asarray([e.type_ids for e in encodings], dtype=np.int64),
-    }
-
-
 def _padded(encodings: list[Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The model's inputs and the token offsets for encodings of any lengths, zero-padded to the
-    longest (BERT's [PAD] is id 0; padding has mask 0 and offsets (0, 0))."""
+    """The model's inputs and the token offsets for one encoding or a batch of any lengths,
+    zero-padded to the longest (BERT's [PAD] is id 0; padding has mask 0 and offsets (0, 0))."""
     length = max(len(e.ids) for e in encodings)
     arrays = {name: np.zeros((len(encodings), length), dtype=np.int64) for name in INPUTS}
     offsets = np.zeros((len(encodings), length, 2), dtype=np.int64)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from assistant.devtools.bench import (
     QUESTIONS,
+    _asked,
     bench_langchain_baseline,
     bench_queries,
     bench_questions,
@@ -51,10 +52,19 @@ def test_both_pipelines_are_timed_on_the_same_questions_and_the_baseline_scales_
     questions = bench_questions(settings)
     assert questions[: len(QUESTIONS)] == QUESTIONS and len(questions) > len(QUESTIONS)  # + the check questions
     Assistant.from_settings(settings, create=True).ingest([tmp_path / "corpus"])
-    ours = bench_queries(settings, tmp_path / "ours", rounds=4)
-    assert set(ours) == {"chunks", "retrieval", "retrieval_uncached", "ask"}
-    assert all(ours[k]["p95_ms"] > 0 for k in ("retrieval", "retrieval_uncached", "ask"))
-    base = bench_langchain_baseline(settings, tmp_path / "corpus", tmp_path / "work", rounds=4, scaled_chunks=100)
-    assert base["retrieval"]["p95_ms"] > 0 and base["chunks"] > 0
-    assert 100 <= base["scaled"]["chunks"] < 100 + base["chunks"]
-    assert base["scaled"]["retrieval"]["p95_ms"] > 0
+    base = bench_langchain_baseline(settings, tmp_path / "corpus", tmp_path / "work", scaled_chunks=100)
+    assert base.figures["chunks"] > 0 and base.figures["ingest_chunks_per_s"] > 0
+    assert 100 <= base.figures["scaled"]["chunks"] < 100 + base.figures["chunks"]
+    assert base.scaled_search is not None and len(base.scaled_search("How long is residency?")) == settings.top_k
+    asked: list[str] = []
+
+    def baseline(question: str) -> list[object]:
+        asked.append(question)
+        return base.search(question)
+
+    ours = bench_queries(settings, tmp_path / "ours", rounds=4, baseline=baseline)
+    assert set(ours) == {"chunks", "retrieval", "retrieval_uncached", "ask", "baseline_retrieval"}
+    assert all(ours[k]["p95_ms"] > 0 for k in ("retrieval", "retrieval_uncached", "ask", "baseline_retrieval"))
+    # the same warm-up, then each timed question to both pipelines
+    assert asked == questions + [_asked(questions, i, "q") for i in range(4)]
+    assert "baseline_retrieval" not in bench_queries(settings, tmp_path / "ours", rounds=2)

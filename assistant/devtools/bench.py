@@ -16,6 +16,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -141,16 +142,30 @@ def bench_ingest(settings: Settings, docs: int, work: Path) -> dict[str, Any]:
     }
 
 
-def bench_queries(settings: Settings, index_dir: Path, rounds: int) -> dict[str, Any]:
+def bench_queries(
+    settings: Settings, index_dir: Path, rounds: int, baseline: Callable[[str], Any] | None = None
+) -> dict[str, Any]:
     """Latency of retrieval alone and of the whole extractive ask, over a fixed question set.
 
     One pass over the questions comes first (steady state: the keyword index built, the
     chunks' records read into the retriever's cache, start-up's objects frozen out of the garbage
     collector's scans as app.py freezes them); `retrieval_uncached` then times the questions
     again with that cache emptied before each, as for a question no one asked before.
+
+    With `baseline` (another pipeline's search, question -> passages), the same questions go to
+    it first, with the same warm-up, as `baseline_retrieval`: both are timed in one stretch of the
+    same process. Not question by question: each pipeline's thread pools (torch's, onnxruntime's)
+    slow the other's next call, which doubled both p95s when they alternated.
     """
-    assistant = Assistant.from_settings(settings.replace(index_dir=index_dir))
     questions = bench_questions(settings)
+    figures: dict[str, Any] = {}
+    if baseline is not None:
+        for question in questions:  # warm up
+            baseline(question)
+        figures["baseline_retrieval"] = _percentiles(
+            [_timed(partial(baseline, _asked(questions, i, "q")))[1] for i in range(rounds)]
+        )
+    assistant = Assistant.from_settings(settings.replace(index_dir=index_dir))
     retriever = assistant.retriever
     for question in questions:  # warm up
         retriever.retrieve(question, settings.top_k)
@@ -172,6 +187,7 @@ def bench_queries(settings: Settings, index_dir: Path, rounds: int) -> dict[str,
         "retrieval": _percentiles(retrieval),
         "retrieval_uncached": _percentiles(uncached),
         "ask": _percentiles(asks),
+        **figures,
     }
 
 
@@ -195,13 +211,21 @@ class TutorialEmbeddings(Embeddings):
         return self.embed_documents([text])[0]
 
 
-def bench_langchain_baseline(
-    settings: Settings, corpus: Path, work: Path, rounds: int, scaled_chunks: int = 0
-) -> dict[str, Any]:
+@dataclass
+class Baseline:
+    """The LangChain tutorial's pipeline, ingested: its ingest figures and its searches."""
+
+    figures: dict[str, Any]
+    search: Callable[[str], Any]  # question -> the top k passages, as the tutorial retrieves them
+    scaled_search: Callable[[str], Any] | None  # the same over the scaled collection, if built
+
+
+def bench_langchain_baseline(settings: Settings, corpus: Path, work: Path, scaled_chunks: int = 0) -> Baseline:
     """The pipeline of LangChain's RAG tutorial on the same files: split, embed, Chroma, search.
 
-    With `scaled_chunks`, its retrieval is also timed on a collection of that many chunks made
-    as `build_scaled_index` makes ours: copies of its real chunks, each vector with a little noise.
+    Its ingest is timed here; its searches are timed by `bench_queries`, question by question
+    beside ours. With `scaled_chunks`, a collection of that many chunks is also made as
+    `build_scaled_index` makes ours: copies of its real chunks, each vector with a little noise.
     """
     import chromadb
     from chromadb.config import Settings as ChromaSettings
@@ -222,32 +246,20 @@ def bench_langchain_baseline(
     # The tutorial has no incremental mode: running it again re-embeds everything.
     client.delete_collection("baseline")
     (store, _), again = _timed(ingest)
-    results = {
+    figures: dict[str, Any] = {
         "chunks": chunks,
         "ingest_chunks_per_s": round(chunks / seconds, 1),
         "ingest_seconds": round(seconds, 2),
         "reingest_nochange_seconds": round(again, 2),
-        "retrieval": _time_searches(store, settings, rounds),
     }
+    scaled_search = None
     if scaled_chunks:
         scaled = client.create_collection("baseline-scaled", embedding_function=None)  # defaults, as the tutorial
         _copy_scaled(client.get_collection("baseline"), scaled, scaled_chunks)
         scaled_store = Chroma(client=client, collection_name="baseline-scaled", embedding_function=embeddings)
-        results["scaled"] = {"chunks": scaled.count(), "retrieval": _time_searches(scaled_store, settings, rounds)}
-    return results
-
-
-def _time_searches(store: Any, settings: Settings, rounds: int) -> dict[str, float]:
-    """The baseline's search latency, with the same questions and warm-up as `bench_queries`."""
-    questions = bench_questions(settings)
-    for question in questions:
-        store.similarity_search(question, k=settings.top_k)
-    latencies = []
-    for i in range(rounds):
-        question = _asked(questions, i, "q")
-        _, elapsed = _timed(partial(store.similarity_search, question, k=settings.top_k))
-        latencies.append(elapsed)
-    return _percentiles(latencies)
+        figures["scaled"] = {"chunks": scaled.count()}
+        scaled_search = partial(scaled_store.similarity_search, k=settings.top_k)
+    return Baseline(figures, partial(store.similarity_search, k=settings.top_k), scaled_search)
 
 
 def _copy_scaled(source: Any, target: Any, chunks: int) -> None:
@@ -419,12 +431,16 @@ def run_bench(settings: Settings, quick: bool, sizes: list[int] | None = None) -
         for docs in sizes:
             logger.info("bench: ingest of %d generated guides", docs)
             results["ingest"].append(bench_ingest(settings, docs, work))
-            rounds = 20 if quick else 200
-            results["queries"].append(bench_queries(settings, work / f"index-{docs}", rounds))
-        ours, queries = results["ingest"][-1], results["queries"][-1]
         logger.info("bench: the LangChain tutorial's pipeline on the %d-guide corpus", sizes[-1])
-        base = bench_langchain_baseline(settings, work / f"corpus-{sizes[-1]}", work, rounds, scaled)
-        results["langchain_baseline"] = base
+        baseline = bench_langchain_baseline(settings, work / f"corpus-{sizes[-1]}", work, scaled)
+        base = results["langchain_baseline"] = baseline.figures
+        os.sync()  # every index written so far is on disk before anything is timed
+        rounds = 20 if quick else 200
+        for docs in sizes:  # the largest corpus's questions are also put to the baseline
+            paired = baseline.search if docs == sizes[-1] else None
+            results["queries"].append(bench_queries(settings, work / f"index-{docs}", rounds, paired))
+        ours, queries = results["ingest"][-1], results["queries"][-1]
+        base["retrieval"] = queries.pop("baseline_retrieval")
         versus = results["ours_vs_baseline"] = {
             "ingest_throughput_x": round(ours["ingest_chunks_per_s"] / base["ingest_chunks_per_s"], 2),
             "ingest_seconds_ratio": round(ours["ingest_seconds"] / base["ingest_seconds"], 2),
@@ -434,10 +450,12 @@ def run_bench(settings: Settings, quick: bool, sizes: list[int] | None = None) -
         }
         logger.info("bench: app cold start and memory under load")
         results["app"] = bench_app(settings, work / f"index-{sizes[-1]}", work, 5 if quick else 60, 4 if quick else 16)
-        if scaled:
+        if scaled and baseline.scaled_search is not None:
             logger.info("bench: %d chunks from the real chunks of the %d-guide index", scaled, sizes[-1])
             build_scaled_index(settings, work / f"index-{sizes[-1]}", work / "index-scaled", scaled)
-            big = results["queries_100k"] = bench_queries(settings, work / "index-scaled", 200)
+            os.sync()
+            big = results["queries_100k"] = bench_queries(settings, work / "index-scaled", 200, baseline.scaled_search)
+            base["scaled"]["retrieval"] = big.pop("baseline_retrieval")
             versus["retrieval_p95_ratio_100k"] = _ratio(big["retrieval"], base["scaled"]["retrieval"])
             versus["retrieval_uncached_p95_ratio_100k"] = _ratio(big["retrieval_uncached"], base["scaled"]["retrieval"])
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -70,6 +70,11 @@ def test_the_question_cache_stays_bounded(exported: Path) -> None:
         onnx.encode_question(f"How long is residency, question {n}?")
     assert len(onnx._cache) == QUESTION_CACHE
     assert "How long is residency, question 0?" not in onnx._cache  # the oldest went first
+    cached = onnx.encode_question("How long is residency, question 20?")
+    assert onnx.encode_question("How long is residency, question 20?") is cached
+    onnx.forget_questions()  # the bench times every question's encoding
+    again = onnx.encode_question("How long is residency, question 20?")
+    assert again is not cached and np.array_equal(again.vector, cached.vector)
 
 
 def test_a_process_that_only_asks_never_imports_torch(exported: Path) -> None:

@@ -54,13 +54,6 @@ def bench_questions(settings: Settings) -> list[str]:
     return QUESTIONS + [check.question for check in checks]
 
 
-def _asked(questions: list[str], i: int, tag: str) -> str:
-    """The i-th timed question, made new by a tag such as "(q12)": no cache has its answer, and no
-    guide has the tag's word, so the keyword side matches what the question matches (a bare number
-    would match the "(copy N)" tags of the scaled index)."""
-    return f"{questions[i % len(questions)]} ({tag}{i})"
-
-
 def generate_corpus(source: Path, target: Path, count: int, words: int = 500, seed: int = 7) -> None:
     """Write `count` Markdown guides of about `words` words built from the shipped guides."""
     sentences: list[str] = []
@@ -149,8 +142,10 @@ def bench_queries(
 
     One pass over the questions comes first (steady state: the keyword index built, the
     chunks' records read into the retriever's cache, start-up's objects frozen out of the garbage
-    collector's scans as app.py freezes them); `retrieval_uncached` then times the questions
-    again with that cache emptied before each, as for a question no one asked before.
+    collector's scans as app.py freezes them). Every timed question is encoded anew (the
+    embedder's cache of recent questions is emptied before each), so a repeat costs what a new
+    question costs; `retrieval_uncached` also empties the record cache, as for a question whose
+    passages no one asked about before.
 
     With `baseline` (another pipeline's search, question -> passages), the same questions go to
     it first, with the same warm-up, as `baseline_retrieval`: both are timed in one stretch of the
@@ -158,30 +153,29 @@ def bench_queries(
     slow the other's next call, which doubled both p95s when they alternated.
     """
     questions = bench_questions(settings)
+    asked = [questions[i % len(questions)] for i in range(rounds)]
     figures: dict[str, Any] = {}
     if baseline is not None:
         for question in questions:  # warm up
             baseline(question)
-        figures["baseline_retrieval"] = _percentiles(
-            [_timed(partial(baseline, _asked(questions, i, "q")))[1] for i in range(rounds)]
-        )
+        figures["baseline_retrieval"] = _percentiles([_timed(partial(baseline, q))[1] for q in asked])
     assistant = Assistant.from_settings(settings.replace(index_dir=index_dir))
-    retriever = assistant.retriever
+    retriever, embedder = assistant.retriever, assistant.embedder
     for question in questions:  # warm up
         retriever.retrieve(question, settings.top_k)
     retriever.warmed.wait(120)  # the records read into the cache after the keyword index was built
     gc.collect()
     gc.freeze()  # as app.py does once it has started (app.settle_heap)
     retrieval, uncached, asks = [], [], []
-    for i in range(rounds):
-        _, seconds = _timed(partial(retriever.retrieve, _asked(questions, i, "q"), settings.top_k))
-        retrieval.append(seconds)
-        _, seconds = _timed(partial(assistant.ask, _asked(questions, i, "a")))
-        asks.append(seconds)
-    for i in range(rounds):
+    for question in asked:  # each question encoded anew: the embedder's cache of recent questions is emptied
+        embedder.forget_questions()
+        retrieval.append(_timed(partial(retriever.retrieve, question, settings.top_k))[1])
+        embedder.forget_questions()
+        asks.append(_timed(partial(assistant.ask, question))[1])
+    for question in asked:
+        embedder.forget_questions()
         retriever.clear_cache()
-        _, seconds = _timed(partial(retriever.retrieve, _asked(questions, i, "c"), settings.top_k))
-        uncached.append(seconds)
+        uncached.append(_timed(partial(retriever.retrieve, question, settings.top_k))[1])
     return {
         "chunks": assistant.chunk_count(),
         "retrieval": _percentiles(retrieval),

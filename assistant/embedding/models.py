@@ -197,6 +197,11 @@ class SentenceEmbeddings(Embeddings):
         """Embed one question."""
         return [float(x) for x in self.encode_question(text).vector]
 
+    def forget_questions(self) -> None:
+        """Empty the cache of recent questions' encodings (a benchmark times the encoder each time)."""
+        with self._lock:
+            self._cache.clear()
+
     def encode_question(self, text: str) -> QuestionVectors:
         """A question's vector and token vectors; recent questions are cached (repeats are common)."""
         with self._lock:

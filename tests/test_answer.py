@@ -489,6 +489,14 @@ def test_the_steps_of_a_list_come_out_in_the_guides_order(corpus_assistant: Assi
     assert len(steps) == 4 and steps == sorted(steps), answer
 
 
+def test_the_best_item_of_a_bulleted_list_leads(corpus_assistant: Assistant) -> None:
+    # A bulleted list is not a sequence of steps: its best item leads and the others follow. In
+    # guide order the timeline's first item led, "Bachelor's degree: about four years."
+    answer = corpus_assistant.ask("how many years is college plus med school?").answer
+    assert answer.startswith("Medical school: about four years, bringing the total to roughly eight years"), answer
+    assert "Bachelor's degree: about four years" in answer, answer
+
+
 COMPOSER_LISTS = read_jsonl(ROOT / "tests" / "composer_lists.jsonl")
 GOLD_AND_LISTS = [*read_jsonl(ROOT / "tests" / "gold_questions.jsonl"), *COMPOSER_LISTS]
 

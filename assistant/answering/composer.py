@@ -101,6 +101,7 @@ class _Candidate:
     vector: np.ndarray
     order: int = 0  # where the sentence stands in its passage
     item: bool = False  # a list item in the guide
+    numbered: bool = False  # ... of a numbered list ("1. Plan"): its items are steps, read in order
     selectable: bool = True  # False: too short to be chosen alone ("physics;"), quoted with its list
     after: int = -1  # where the sentence before it in the passage stands (-1: none)
     section: str = ""  # the guide section the sentence is in (a chunk can hold the start of the next)
@@ -167,6 +168,7 @@ def _candidates(
                     vector=vector,
                     order=begin,
                     item=is_item,
+                    numbered=bool(_NUMBERED_ITEM.match(raw)),
                     selectable=selectable,
                     after=before,
                     section=section,
@@ -261,9 +263,11 @@ def compose_extractive(
     for cand in chosen:
         numbers.setdefault(_place(cand, passages), len(numbers) + 1)
     # The best sentence leads; the rest follow source by source, each in the guide's order. When
-    # the best is one step of a list whose other steps come too, its source reads in order.
-    steps = sum(c.item and c.passage == chosen[0].passage for c in chosen)
-    first = 0 if chosen[0].item and steps >= 3 else 1
+    # the best is one step of a numbered list whose other steps come too, its source reads in
+    # order (Plan-Do-Study-Act); a bulleted list's best item still leads ("Medical school: ...,
+    # roughly eight years" for "how many years is college plus med school?").
+    steps = sum(c.numbered and c.passage == chosen[0].passage for c in chosen)
+    first = 0 if chosen[0].numbered and steps >= 3 else 1
     chosen = chosen[:first] + sorted(
         chosen[first:], key=lambda c: (numbers[_place(c, passages)], passages[c.passage].chunk.position, c.order)
     )
@@ -389,6 +393,7 @@ _FIGURE = re.compile(
 _HEADING = re.compile(r"^#{2,6}\s+(.+?)\s*$", re.MULTILINE)  # a later section inside a chunk
 _WORDS = re.compile(r"[A-Za-z0-9]+")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
+_NUMBERED_ITEM = re.compile(r"^\s*\d+[.)]\s+")
 _YES_NO = re.compile(r"^(?:yes|no)[,.;]\s+(?=\w)", re.IGNORECASE)
 _LEANS_BACK = re.compile(
     r"^(?:it|its|they|their|them|such|he|she|this is|these are|those are|that is|in that case|in this case"

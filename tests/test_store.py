@@ -118,3 +118,15 @@ def test_an_unusable_index_path_gives_a_clear_error_naming_it(tmp_path: Path) ->
     (corrupt / "chroma.sqlite3").write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreUnavailableError, match=str(corrupt)):
         build_client(settings_for(corrupt), create=False)
+
+
+def test_forgetting_open_indexes_makes_the_next_client_read_the_index_from_disk(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path / "index")
+    first = build_client(settings)
+    first.get_or_create_collection("written", embedding_function=None).add(ids=["a"], embeddings=[[1.0, 0.0]])
+    shared = first._system
+    assert build_client(settings)._system is shared  # chromadb shares one system per folder
+    store_module.forget_open_indexes()
+    second = build_client(settings)
+    assert second._system is not shared  # a new one, as in a new process ...
+    assert second.get_collection("written").count() == 1  # ... that reads what the first wrote

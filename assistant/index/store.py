@@ -75,6 +75,16 @@ class DocumentRecord:
     ingested: str = ""  # when this version was written, ISO 8601 UTC ("" when recorded before times)
 
 
+def forget_open_indexes() -> None:
+    """Make the next client of each embedded index read it from disk, as a new process would.
+
+    chromadb keeps one system per index folder per process; clients made before keep theirs.
+    """
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
+
+
 def build_client(settings: Settings, create: bool = True) -> Any:
     """A chromadb client: HttpClient for a configured server, else a PersistentClient."""
     import chromadb

@@ -262,12 +262,20 @@ def test_headers_frame_ancestors_and_cors_for_exactly_the_listed_origin(sites: S
 def test_the_21st_question_in_a_minute_gets_429_and_the_widget_says_so(page: Page, sites: Sites) -> None:
     # Twenty at once, so a slow machine cannot stretch them past the one-minute window.
     with ThreadPoolExecutor(max_workers=20) as pool:
-        statuses = list(
-            pool.map(lambda _: post_json(sites.limited.url + "/api/ask", {"question": "What is a CMD?"})[0], range(20))
+        answers = list(
+            pool.map(lambda _: post_json(sites.limited.url + "/api/ask", {"question": "What is a CMD?"}), range(20))
         )
-    assert statuses == [200] * 20
+    assert [status for status, _, _ in answers] == [200] * 20
     status, headers, body = post_json(sites.limited.url + "/api/ask", {"question": "What is a CMD?"})
     assert status == 429 and int(headers["retry-after"]) > 0 and "wait" in body["error"]
+    # Ratings have a budget of their own: the answers just given can still be rated.
+    ratings = [
+        post_json(sites.limited.url + "/api/feedback", {"id": body["id"], "rating": "like"})[0]
+        for _, _, body in answers
+    ]
+    assert ratings == [200] * 20
+    status, _, body = post_json(sites.limited.url + "/api/feedback", {"id": answers[0][2]["id"], "rating": "dislike"})
+    assert status == 429 and "too many ratings" in body["error"]
 
     page.goto(sites.allowed + "/limited.html", wait_until="load")
     launcher(page).click()

@@ -106,17 +106,20 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter, jo
         except AssistantError as exc:  # e.g. the Chroma server went away
             return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
 
-    def guarded(request: Request) -> Response | None:
+    # Ratings have a budget of their own: rating the answers one got must not use up one's questions.
+    rating_limiter = RateLimiter(limiter.limit, limiter.window)
+
+    def guarded(request: Request, budget: RateLimiter = limiter, what: str = "questions") -> Response | None:
         """A refusal for a cross-origin caller not allowed, or a client over its rate limit; else None."""
         origin = request.headers.get("origin")
         if origin and origin not in origins and urlsplit(origin).netloc != request.headers.get("host"):
             return error_response(403, "this origin may not call the assistant; see ASSISTANT_ALLOWED_ORIGINS")
         client = client_key(request)
-        if not limiter.allow(client):
-            wait = limiter.retry_after(client)
+        if not budget.allow(client):
+            wait = budget.retry_after(client)
             return error_response(
                 429,
-                f"too many questions; please wait {wait} s and ask again",
+                f"too many {what}; please wait {wait} s and try again",
                 headers={"Retry-After": str(wait)},
             )
         return None
@@ -163,7 +166,7 @@ def build_api(ready: AssistantSlot, settings: Settings, limiter: RateLimiter, jo
     @app.post("/api/feedback")
     async def feedback(request: Request) -> Response:
         """Rate a logged answer: {"id": answer's id, "rating": "like" | "dislike"}."""
-        refusal = guarded(request)
+        refusal = guarded(request, rating_limiter, "ratings")
         if refusal is not None:
             return refusal
         body = await _read_limited(request, API_MAX_BODY)

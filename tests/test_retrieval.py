@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from assistant.documents.loading import Document
 from assistant.embedding.models import SentenceEmbeddings
 from assistant.index.store import Store, build_client, collection_suffix
 from assistant.ingest.sync import embed_chunks, sync_documents
+from assistant.retrieval import retriever as retriever_module
 from assistant.retrieval.fusion import RetrievalConfig, fuse
 from assistant.retrieval.keyword import KeywordIndex
 from assistant.retrieval.retriever import Retriever
@@ -252,6 +254,24 @@ def test_a_warming_retriever_reads_every_live_record_once_and_again_after_a_chan
     assert retriever.warmed.wait(30)
     texts = {c.text for c in retriever.records.get_many(retriever.records.ids(), lambda ids: {}).values()}
     assert any("English" in t for t in texts) and not any(t.endswith("about two years.") for t in texts if "Pilot" in t)
+
+
+def test_the_exit_of_the_process_ends_the_warming_first(
+    tmp_path: Path, embedder: SentenceEmbeddings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A daemon thread still inside a Chroma read when the interpreter tore down crashed about one
+    # `python -c` script in eight (SIGSEGV); the exit now waits for the warming to end.
+    store, settings = _store(tmp_path)
+    sync_documents([_doc("a.md", "Pilots", PILOT), _doc("b.md", "Bread", BAKERY)], store, embedder, settings)
+    monkeypatch.setattr(retriever_module, "_EXITING", threading.Event())  # this process is not exiting
+    warming = Retriever(store, embedder, warm=True)
+    warming.refresh()
+    retriever_module._stop_all_warming()  # what atexit runs
+    assert warming._warmer is not None and not warming._warmer.is_alive()
+    late = Retriever(store, embedder, warm=True)
+    late.refresh()  # a warming begun after the exit began reads nothing
+    assert late.warmed.wait(30) and len(late.records) == 0
+    assert late.retrieve("how do I become an airline pilot", 1)[0].chunk.source == "a.md"  # reads on demand
 
 
 def test_warming_stops_when_the_cache_is_full(tmp_path: Path, embedder: SentenceEmbeddings) -> None:

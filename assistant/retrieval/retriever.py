@@ -29,9 +29,11 @@ index's generation moves.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import threading
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -110,6 +112,8 @@ class Retriever:
         self._warm = warm  # read the live chunks' records into the cache after each rebuild
         self.warmed = threading.Event()  # set once that read is done (or stopped, or not wanted)
         self.warmed.set()
+        self._warmer: threading.Thread | None = None
+        _RETRIEVERS.add(self)
 
     def refresh(self, force: bool = False) -> None:
         """Rebuild the live-chunk set and keyword index if the store's generation moved."""
@@ -129,7 +133,8 @@ class Retriever:
             if self._warm:
                 self.warmed.clear()
                 live = [i for i, _ in kept]
-                threading.Thread(target=self._warm_cache, args=(generation, live), daemon=True).start()
+                self._warmer = threading.Thread(target=self._warm_cache, args=(generation, live), daemon=True)
+                self._warmer.start()
 
     def _warm_cache(self, generation: int, ids: list[str]) -> None:
         """Read the live chunks' records into the cache, a batch at a time, until it is nearly full.
@@ -142,6 +147,8 @@ class Retriever:
             for start in range(0, len(ids), WARM_BATCH):
                 if self._generation != generation or self.records.bytes >= 0.9 * self.records.max_bytes:
                     break  # the index moved on (its own warming follows), or the cache is full
+                if _EXITING.is_set():
+                    break
                 self._chunks(ids[start : start + WARM_BATCH])
             logger.debug("record cache warmed: %d chunks, %d MB", len(self.records), self.records.bytes >> 20)
         except Exception:  # the index went away (a closed client, a deleted folder): reads stay on demand
@@ -149,6 +156,12 @@ class Retriever:
         finally:
             if self._generation == generation:  # else the newer rebuild's warming sets it
                 self.warmed.set()
+
+    def stop_warming(self) -> None:
+        """Let the background read of records finish its batch and end (at most a few seconds)."""
+        warmer = self._warmer
+        if warmer is not None and warmer is not threading.current_thread():
+            warmer.join(timeout=10)
 
     def clear_cache(self) -> None:
         """Forget the records, vectors and word sets read so far (the index changed, or a benchmark
@@ -284,6 +297,19 @@ class Retriever:
     def _chunks(self, ids: list[str]) -> dict[str, StoredChunk]:
         """Chunk records by id, from the cache or else in one read of the index."""
         return self.records.get_many(ids, lambda missing: {c.id: c for c in self.store.get_chunks(missing)})
+
+
+# Retrievers whose warming a process's exit stops first: a daemon thread still inside a Chroma
+# read when the interpreter tears down crashed `python -c` scripts (SIGSEGV) about one time in eight.
+_RETRIEVERS: weakref.WeakSet[Retriever] = weakref.WeakSet()
+_EXITING = threading.Event()
+
+
+@atexit.register
+def _stop_all_warming() -> None:
+    _EXITING.set()
+    for retriever in list(_RETRIEVERS):
+        retriever.stop_warming()
 
 
 def _record_bytes(chunk: StoredChunk) -> int:

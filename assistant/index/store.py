@@ -75,6 +75,12 @@ class DocumentRecord:
     ingested: str = ""  # when this version was written, ISO 8601 UTC ("" when recorded before times)
 
 
+def _one_row(vector: Sequence[float] | np.ndarray) -> np.ndarray:
+    """A query vector as Chroma takes it: a (1, dim) float32 array (a list of Python floats is
+    converted back to an array inside Chroma, ~0.2 ms of a 1.7 ms search at 100k chunks)."""
+    return np.asarray(vector, dtype=np.float32).reshape(1, -1)
+
+
 def forget_open_indexes() -> None:
     """Make the next client of each embedded index read it from disk, as a new process would.
 
@@ -224,7 +230,7 @@ class Store:
         """
         with _translated():
             result = self.chunks.query(
-                query_embeddings=[[float(x) for x in vector]],
+                query_embeddings=_one_row(vector),
                 n_results=k,
                 include=["documents", "metadatas", "distances"],
             )
@@ -239,7 +245,7 @@ class Store:
         """
         with _translated():
             result = self.chunks.query(
-                query_embeddings=[[float(x) for x in vector]], n_results=k, include=["distances"]
+                query_embeddings=_one_row(vector), n_results=k, include=["distances"]
             )
         return [(i, 1.0 - float(dist)) for i, dist in zip(result["ids"][0], result["distances"][0])]
 

@@ -284,3 +284,14 @@ def test_warming_stops_when_the_cache_is_full(tmp_path: Path, embedder: Sentence
     retriever.refresh()
     assert retriever.warmed.wait(30)
     assert 0 < len(retriever.records) < 12 and retriever.records.bytes <= budget
+
+
+def test_the_near_duplicate_test_is_the_jaccard_similarity_of_the_word_sets() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        a = frozenset(str(w) for w in rng.integers(0, 30, rng.integers(0, 20)))
+        b = frozenset(str(w) for w in rng.integers(0, 30, rng.integers(0, 20)))
+        for threshold in (0.3, 0.5, 0.8):
+            expected = bool(a and b) and len(a & b) / len(a | b) >= threshold
+            assert retriever_module._near_duplicate(a, b, threshold) == expected
+    assert retriever_module._near_duplicate(frozenset("ab"), frozenset("abcd"), 0.5)  # 2 of 4: at the threshold

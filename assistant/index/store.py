@@ -244,9 +244,7 @@ class Store:
         search itself; retrieval reads them only for the chunks it goes on to re-score.
         """
         with _translated():
-            result = self.chunks.query(
-                query_embeddings=_one_row(vector), n_results=k, include=["distances"]
-            )
+            result = self.chunks.query(query_embeddings=_one_row(vector), n_results=k, include=["distances"])
         return [(i, 1.0 - float(dist)) for i, dist in zip(result["ids"][0], result["distances"][0])]
 
     def get_chunks(self, ids: Sequence[str]) -> list[StoredChunk]:

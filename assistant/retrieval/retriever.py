@@ -329,4 +329,5 @@ def _words(text: str) -> frozenset[str]:
 def _near_duplicate(wa: frozenset[str], wb: frozenset[str], threshold: float) -> bool:
     if not wa or not wb:
         return False
-    return len(wa & wb) / len(wa | wb) >= threshold
+    shared = len(wa & wb)  # the union's size without building it: half the time of this test
+    return shared / (len(wa) + len(wb) - shared) >= threshold

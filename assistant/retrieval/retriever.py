@@ -157,12 +157,6 @@ class Retriever:
             if self._generation == generation:  # else the newer rebuild's warming sets it
                 self.warmed.set()
 
-    def stop_warming(self) -> None:
-        """Let the background read of records finish its batch and end (at most a few seconds)."""
-        warmer = self._warmer
-        if warmer is not None and warmer is not threading.current_thread():
-            warmer.join(timeout=10)
-
     def clear_cache(self) -> None:
         """Forget the records, vectors and word sets read so far (the index changed, or a benchmark
         times questions as if no one had asked before)."""
@@ -307,9 +301,11 @@ _EXITING = threading.Event()
 
 @atexit.register
 def _stop_all_warming() -> None:
+    """Each warming ends after the batch it is reading (it checks `_EXITING` between batches)."""
     _EXITING.set()
     for retriever in list(_RETRIEVERS):
-        retriever.stop_warming()
+        if retriever._warmer is not None:
+            retriever._warmer.join(timeout=10)
 
 
 def _record_bytes(chunk: StoredChunk) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from assistant.answering.citations import markers_in
-from assistant.answering.composer import NO_FIGURE
+from assistant.answering.composer import NO_FIGURE, repeats_run
 from assistant.answering.conversation import Turn, standalone_question
 from assistant.answering.gate import names_subject
 from assistant.answering.questions import (
@@ -495,6 +495,21 @@ def test_the_best_item_of_a_bulleted_list_leads(corpus_assistant: Assistant) -> 
     answer = corpus_assistant.ask("how many years is college plus med school?").answer
     assert answer.startswith("Medical school: about four years, bringing the total to roughly eight years"), answer
     assert "Bachelor's degree: about four years" in answer, answer
+
+
+def test_a_run_of_words_two_sentences_share_is_found_whatever_the_case() -> None:
+    said = "Residency in the United States lasts at least three years, and the first year is the internship."
+    assert repeats_run("In the US, residency in the united states lasts at least three years.", said, 8)
+    assert not repeats_run("Residency in the United States lasts three years at least.", said, 8)
+    assert not repeats_run("Residency lasts.", "Residency lasts.", 8)  # shorter than a run
+
+
+def test_a_clause_two_guides_share_is_not_quoted_twice(corpus_assistant: Assistant) -> None:
+    # The FAQ and the residency guide both open with "Residency in the United States lasts at
+    # least three years", and the answer read it twice.
+    answer = corpus_assistant.ask("How long is residency?").answer
+    assert answer.count("lasts at least three years") == 1, answer
+    assert "three years" in answer.split("\n")[0], answer
 
 
 COMPOSER_LISTS = read_jsonl(ROOT / "tests" / "composer_lists.jsonl")

@@ -53,6 +53,8 @@ _DEFINITION = re.compile(
     r")\s*[?.!]*\s*$",
     re.IGNORECASE,
 )
+# "what's FPPE and when is it used?": a second question about the same term.
+_AND_MORE = re.compile(r"^(?P<first>.+?)\s*,?\s+and\s+(?:when|where|why|how|who|what)\b.+$", re.IGNORECASE)
 DEFINITION_WORDS = 4  # a longer "what is ..." asks about more than a term ("what is the best way to ...")
 _COMPARISONS = (
     re.compile(
@@ -80,13 +82,18 @@ def is_clinical_request(question: str) -> bool:
     return bool(_PERSON.search(question) and re.search(r"\b(give|take|treat|prescribe|diagnose)\b", question, re.I))
 
 
-def definition_subject(question: str) -> str:
+def definition_subject(question: str, and_more: bool = False) -> str:
     """The term a "what is X?" question asks about ("HIPAA" in "What is HIPAA?"), else "".
 
     Such a question is about X and nothing else, so when the guides never use X's words they
     cannot answer it, however much the question's shape resembles a glossary entry (the encoder
-    puts "What is HIPAA?" next to the glossary's acronyms).
+    puts "What is HIPAA?" next to the glossary's acronyms). With `and_more`, X is also the term
+    of "what is X and when/how/... ?", which asks more than X's definition (the gate weighs the
+    evidence for X; the composer answers the whole question).
     """
+    more = _AND_MORE.match(question) if and_more else None
+    if more and definition_subject(more.group("first")):
+        return definition_subject(more.group("first"))
     match = _DEFINITION.match(question)
     if not match:
         return ""

@@ -93,7 +93,7 @@ def weigh(retriever: Retriever, query: str, top_k: int) -> tuple[list[Passage], 
     which declines in its own words), and its coverage counts twice when a passage uses X
     as a name ("the Match"), as for a phrase.
     """
-    subject = definition_subject(query, and_more=True)
+    subject = definition_subject(query, loosely=True)
     passages = retriever.retrieve(query, top_k)
     unknown = retriever.unknown_terms(subject) if subject else []
     if unknown and not (passages and passages[0].chunk.not_covered):

@@ -55,6 +55,11 @@ _DEFINITION = re.compile(
 )
 # "what's FPPE and when is it used?": a second question about the same term.
 _AND_MORE = re.compile(r"^(?P<first>.+?)\s*,?\s+and\s+(?:when|where|why|how|who|what)\b.+$", re.IGNORECASE)
+_TELL_ABOUT = re.compile(
+    r"^\s*(?:(?:so|and|ok|okay|hi|hey|please)[,\s]+)?(?:(?:can|could|would)\s+you\s+)?(?:please\s+)?"
+    rf"(?:tell|teach)\s+me\s+(?:\w+\s+)?about\s+{_ARTICLE}(?P<subject>.+?)\s*[?.!]*\s*$",
+    re.IGNORECASE,
+)
 DEFINITION_WORDS = 4  # a longer "what is ..." asks about more than a term ("what is the best way to ...")
 _COMPARISONS = (
     re.compile(
@@ -82,18 +87,22 @@ def is_clinical_request(question: str) -> bool:
     return bool(_PERSON.search(question) and re.search(r"\b(give|take|treat|prescribe|diagnose)\b", question, re.I))
 
 
-def definition_subject(question: str, and_more: bool = False) -> str:
+def definition_subject(question: str, loosely: bool = False) -> str:
     """The term a "what is X?" question asks about ("HIPAA" in "What is HIPAA?"), else "".
 
     Such a question is about X and nothing else, so when the guides never use X's words they
     cannot answer it, however much the question's shape resembles a glossary entry (the encoder
-    puts "What is HIPAA?" next to the glossary's acronyms). With `and_more`, X is also the term
-    of "what is X and when/how/... ?", which asks more than X's definition (the gate weighs the
-    evidence for X; the composer answers the whole question).
+    puts "What is HIPAA?" next to the glossary's acronyms). `loosely`, X is also the term of
+    "what is X and when/how/... ?" and of "tell me about X", which ask more than X's definition:
+    the gate weighs the evidence for X, and the composer answers the whole question.
     """
-    more = _AND_MORE.match(question) if and_more else None
-    if more and definition_subject(more.group("first")):
-        return definition_subject(more.group("first"))
+    if loosely:
+        more = _AND_MORE.match(question)
+        if more and definition_subject(more.group("first")):
+            return definition_subject(more.group("first"))
+        told = _TELL_ABOUT.match(question)
+        if told and len(told.group("subject").split()) <= DEFINITION_WORDS:
+            return told.group("subject")
     match = _DEFINITION.match(question)
     if not match:
         return ""

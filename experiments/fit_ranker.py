@@ -3,6 +3,7 @@
     python experiments/fit_ranker.py                 # collect, cross-validate, write ranker_weights.json
     python experiments/fit_ranker.py --no-write      # figures only
     python experiments/fit_ranker.py --ablate        # also each feature left out in turn
+    python experiments/fit_ranker.py --gbm           # also gradient-boosted trees on the same folds
 
 Data: covid-qa's dev questions (../shared/eval/covid-qa, gold answer spans) and the shipped
 corpus's gold questions (tests/gold_questions.jsonl, key phrases). Each question's candidate
@@ -124,6 +125,32 @@ def cross_validate(data: dict[str, np.ndarray], l2: float, keep: list[int], fold
     return out
 
 
+def within_question_ranks(X: np.ndarray, q: np.ndarray, cap: int = 10) -> np.ndarray:
+    """Each feature's rank among its question's candidates (0 = highest), capped."""
+    ranks = np.zeros_like(X)
+    for s in _segments(q):
+        ranks[s] = (-X[s]).argsort(axis=0).argsort(axis=0)
+    return np.minimum(ranks, cap)
+
+
+def cross_validate_trees(data: dict[str, np.ndarray], X: np.ndarray, folds: int = 5) -> np.ndarray:
+    """Out-of-fold chances from gradient-boosted trees (pointwise), on cross_validate's folds."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    groups = np.unique(data["g"])
+    rng = np.random.default_rng(0)
+    fold_of = dict(zip(rng.permutation(groups), np.arange(len(groups)) % folds))
+    fold = np.asarray([fold_of[g] for g in data["g"]])
+    out = np.zeros(len(X))
+    for k in range(folds):
+        train, test = fold != k, fold == k
+        trees = HistGradientBoostingClassifier(
+            max_iter=200, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=40, random_state=0
+        )
+        out[test] = trees.fit(X[train], data["y"][train]).predict_proba(X[test])[:, 1]
+    return out
+
+
 def report(name: str, data: dict[str, np.ndarray], score: np.ndarray) -> str:
     figures = []
     for subset in ("covid", "gold"):
@@ -140,6 +167,7 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/fit-ranker/table.npz"))
     parser.add_argument("--l2", type=float, default=0.01)
     parser.add_argument("--ablate", action="store_true")
+    parser.add_argument("--gbm", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -166,6 +194,17 @@ def main() -> int:
     if args.ablate:
         for k, name in enumerate(FEATURES):
             say(report(f"  without {name}", data, cross_validate(data, args.l2, [i for i in everything if i != k])))
+    if args.gbm:
+        with_ranks = np.hstack([X, within_question_ranks(X, q)])
+        say(
+            report(
+                "linear, features + ranks",
+                data,
+                cross_validate({**data, "X": with_ranks}, args.l2, list(range(with_ranks.shape[1]))),
+            )
+        )
+        say(report("trees, features", data, cross_validate_trees(data, X)))
+        say(report("trees, features + ranks", data, cross_validate_trees(data, with_ranks)))
     ranker = fit(X, y, q, args.l2)
     say(report("ranker, fitted on all", data, ranker.scores(X)))
     for name, w in sorted(zip(FEATURES, ranker.weights), key=lambda t: -abs(t[1])):

@@ -101,6 +101,7 @@ def network_urls(page: Page) -> list[str]:
 
 
 def test_a_streamed_answer_with_citations_opens_the_highlighted_source(page: Page, server: AppServer) -> None:
+    page.set_viewport_size({"width": 1100, "height": 1150})  # the question and its answer in one screenshot
     page.goto(server.url + "/", wait_until="load")
     expect(page.locator("#no-advice")).to_contain_text("no clinical or medical advice")
     expect(page.get_by_label("Your question")).to_be_visible()  # labelled for screen readers

@@ -172,9 +172,13 @@ def test_a_topic_the_guides_do_not_cover_is_shown_as_a_decline_with_its_reason(p
     page.goto(sites.allowed + "/index.html", wait_until="load")
     launcher(page).click()
     frame = page.frame_locator("iframe")
+    question = frame.locator("#question")
+    # The panel focuses its question box once its script runs; an Enter before that was lost
+    # under load (the stream was never requested).
+    expect(question).to_be_focused(timeout=15_000)
     with page.expect_response(lambda r: r.url.startswith(sites.app.url + "/api/stream")) as streamed:
-        frame.locator("#question").fill("How much does a medical director earn?")
-        page.keyboard.press("Enter")
+        question.fill("How much does a medical director earn?")
+        question.press("Enter")
     assert streamed.value.status == 200  # its body is read by the widget (Chromium may not keep a copy)
     answer = frame.locator(".message.assistant.refused").last
     expect(answer).to_have_attribute("data-reason", "not_covered", timeout=60_000)
@@ -280,6 +284,7 @@ def test_the_21st_question_in_a_minute_gets_429_and_the_widget_says_so(page: Pag
     page.goto(sites.allowed + "/limited.html", wait_until="load")
     launcher(page).click()
     frame = page.frame_locator("iframe")
+    expect(frame.locator("#question")).to_be_focused(timeout=15_000)  # the panel's script has run
     frame.locator("#question").fill("How long is residency?")
     frame.locator("#send").click()
     expect(frame.locator(".message.rate-limited")).to_contain_text("wait a minute", timeout=30_000)

@@ -124,7 +124,7 @@ def _candidates(
         intro = ""
         continues = False  # the item before ended with ";": the list runs on through its last item
         planted = planted_instructions(chunk.text)
-        headings = [(m.start(), m.group(1)) for m in _HEADING.finditer(chunk.text, chunk.body_start)]
+        headings = _later_sections(chunk)
         last = -1  # where the span before this one starts
         for (begin, end), vector in zip(chunk.spans, chunk.sentence_vectors):
             before, last = last, begin
@@ -294,6 +294,23 @@ def compose_extractive(
     return Answer(question, text, refused=False, citations=tuple(citations), standalone_question=standalone)
 
 
+def _later_sections(chunk: StoredChunk) -> list[tuple[int, str]]:
+    """Where each later section a chunk runs into starts, and its heading path.
+
+    Chunking writes a merged section's heading with one '#' more than its depth ("### Where they
+    work" under "## Roles"), so its path is the chunk's own path cut to the heading's parents plus
+    the heading: "Roles > Where they work", as the section's own chunk is cited, not "Where they
+    work", which made one section two citations.
+    """
+    path = chunk.section.split(" > ") if chunk.section else []
+    out = []
+    for found in _HEADING.finditer(chunk.text, chunk.body_start):
+        parents = len(found.group("marks")) - 2
+        path = [*path[:parents], found.group("title")]
+        out.append((found.start(), " > ".join(path)))
+    return out
+
+
 def _place(cand: _Candidate, passages: list[Passage]) -> tuple[str, str]:
     """The guide and section a sentence is cited as."""
     return passages[cand.passage].chunk.source, cand.section
@@ -405,7 +422,7 @@ _FIGURE = re.compile(
     r"quarter|percent|once|twice|annual|annually|yearly|monthly|weekly|daily|several|few)\b",
     re.IGNORECASE,
 )
-_HEADING = re.compile(r"^#{2,6}\s+(.+?)\s*$", re.MULTILINE)  # a later section inside a chunk
+_HEADING = re.compile(r"^(?P<marks>#{2,6})\s+(?P<title>.+?)\s*$", re.MULTILINE)  # a later section inside a chunk
 _WORDS = re.compile(r"[A-Za-z0-9]+")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _NUMBERED_ITEM = re.compile(r"^\s*\d+[.)]\s+")

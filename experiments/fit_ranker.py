@@ -110,12 +110,17 @@ def lead_hits(score: np.ndarray, y: np.ndarray, q: np.ndarray) -> float:
     return float(np.mean([bool(y[s][int(np.argmax(score[s]))]) for s in segs])) if segs else 0.0
 
 
+def fold_ids(groups: np.ndarray, folds: int) -> np.ndarray:
+    """Each row's fold: its source document's, the documents dealt to folds in a fixed shuffle."""
+    unique = np.unique(groups)
+    rng = np.random.default_rng(0)
+    fold_of = dict(zip(rng.permutation(unique), np.arange(len(unique)) % folds))
+    return np.asarray([fold_of[g] for g in groups])
+
+
 def cross_validate(data: dict[str, np.ndarray], l2: float, keep: list[int], folds: int = 5) -> np.ndarray:
     """Out-of-fold scores, folds grouped by source document."""
-    groups = np.unique(data["g"])
-    rng = np.random.default_rng(0)
-    fold_of = dict(zip(rng.permutation(groups), np.arange(len(groups)) % folds))
-    fold = np.asarray([fold_of[g] for g in data["g"]])
+    fold = fold_ids(data["g"], folds)
     X = data["X"][:, keep]
     out = np.zeros(len(X))
     for k in range(folds):
@@ -137,10 +142,7 @@ def cross_validate_trees(data: dict[str, np.ndarray], X: np.ndarray, folds: int 
     """Out-of-fold chances from gradient-boosted trees (pointwise), on cross_validate's folds."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    groups = np.unique(data["g"])
-    rng = np.random.default_rng(0)
-    fold_of = dict(zip(rng.permutation(groups), np.arange(len(groups)) % folds))
-    fold = np.asarray([fold_of[g] for g in data["g"]])
+    fold = fold_ids(data["g"], folds)
     out = np.zeros(len(X))
     for k in range(folds):
         train, test = fold != k, fold == k

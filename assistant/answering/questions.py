@@ -98,8 +98,8 @@ def definition_subject(question: str, loosely: bool = False) -> str:
     """
     if loosely:
         more = _AND_MORE.match(question)
-        if more and definition_subject(more.group("first")):
-            return definition_subject(more.group("first"))
+        if more and (subject := definition_subject(more.group("first"))):
+            return subject
         told = _TELL_ABOUT.match(question)
         if told and len(told.group("subject").split()) <= DEFINITION_WORDS:
             return told.group("subject")
